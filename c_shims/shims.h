@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The boundary between the C shim and the Rust crate, in both directions.
+ */
+#ifndef VFIO_RS_SHIMS_H
+#define VFIO_RS_SHIMS_H
+
+#include <linux/types.h>
+#include "vfio.h"
+
+struct iommu_group;
+struct iommu_domain;
+
+/* C -> Rust: the backend's callbacks, defined in rust/lib.rs. */
+void *vfio_rs_open(unsigned long arg);
+void vfio_rs_release(void *iommu_data);
+long vfio_rs_ioctl(void *iommu_data, unsigned int cmd, unsigned long arg);
+int vfio_rs_attach_group(void *iommu_data, struct iommu_group *group,
+			 enum vfio_group_type type);
+void vfio_rs_detach_group(void *iommu_data, struct iommu_group *group);
+
+/* Rust -> C: defined in c_shims/ops.c and c_shims/iommu.c. */
+bool vfio_rs_domain_enforce_cache_coherency(struct iommu_domain *domain);
+int vfio_rs_register(void);
+void vfio_rs_unregister(void);
+
+#endif

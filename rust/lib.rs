@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! vfio-type1-rs: a Rust implementation of the VFIO type1 IOMMU backend.
+//!
+//! The crate root holds the module, the list of files and the `extern "C"`
+//! entry points that `c_shims/ops.c` puts in the `vfio_iommu_driver_ops`
+//! table. Each entry point borrows the container, calls a safe method and
+//! turns its `Result` into an errno.
+
+use kernel::error::to_result;
+use kernel::prelude::*;
+use kernel::sync::Arc;
+use kernel::sync::ArcBorrow;
+use kernel::types::ForeignOwnable;
+
+mod bindings;
+mod container;
+mod domain;
+mod uapi;
+
+use container::Container;
+use uapi::IommuType;
+
+module! {
+    type: VfioType1Rs,
+    name: "vfio_iommu_type1_rs",
+    authors: ["vfio-type1-rs developers"],
+    description: "VFIO type1 IOMMU backend, in Rust",
+    license: "GPL v2",
+}
+
+struct VfioType1Rs;
+
+impl kernel::Module for VfioType1Rs {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        // SAFETY: `vfio_rs_register` has no preconditions; the ops table it
+        // registers is static and points at this crate's entry points.
+        to_result(unsafe { bindings::vfio_rs_register() })?;
+        pr_info!("registered VFIO IOMMU driver vfio-iommu-type1-rs\n");
+        Ok(VfioType1Rs)
+    }
+}
+
+impl Drop for VfioType1Rs {
+    fn drop(&mut self) {
+        // No container can still use us: each holds a reference on this
+        // module (vfio core's try_module_get on `ops->owner`).
+        // SAFETY: registration succeeded in `init`.
+        unsafe { bindings::vfio_rs_unregister() };
+        pr_info!("unregistered VFIO IOMMU driver vfio-iommu-type1-rs\n");
+    }
+}
+
+/// Borrows the container behind `iommu_data`.
+///
+/// # Safety
+///
+/// `iommu_data` came from [`vfio_rs_open`] and [`vfio_rs_release`] has not
+/// been called for it yet.
+unsafe fn container<'a>(iommu_data: *mut c_void) -> ArcBorrow<'a, Container> {
+    // SAFETY: by this function's contract, `iommu_data` is the foreign form
+    // of an `Arc<Container>` that is still owned by vfio core.
+    unsafe { <Arc<Container> as ForeignOwnable>::borrow(iommu_data) }
+}
+
+/// `open`: called by VFIO_SET_IOMMU with the requested type.
+#[no_mangle]
+extern "C" fn vfio_rs_open(arg: c_ulong) -> *mut c_void {
+    match IommuType::from_arg(arg).and_then(Container::new) {
+        Ok(c) => c.into_foreign(),
+        Err(e) => e.to_ptr(),
+    }
+}
+
+/// `release`: the container's last user is gone.
+#[no_mangle]
+extern "C" fn vfio_rs_release(iommu_data: *mut c_void) {
+    // SAFETY: vfio core passes back the pointer `vfio_rs_open` returned and
+    // never uses it after this call.
+    let c = unsafe { <Arc<Container> as ForeignOwnable>::from_foreign(iommu_data) };
+    c.release();
+}
+
+/// `ioctl`: VFIO_CHECK_EXTENSION (with a NULL `iommu_data` before
+/// VFIO_SET_IOMMU) and every container ioctl after it.
+#[no_mangle]
+extern "C" fn vfio_rs_ioctl(iommu_data: *mut c_void, cmd: c_uint, arg: c_ulong) -> c_long {
+    let c = if iommu_data.is_null() {
+        None
+    } else {
+        // SAFETY: non-NULL `iommu_data` came from `vfio_rs_open` and vfio
+        // core holds it until `vfio_rs_release`.
+        Some(unsafe { container(iommu_data) })
+    };
+    match container::ioctl(c.as_deref(), cmd, arg) {
+        Ok(v) => v,
+        // Widening: c_long is at least as wide as c_int.
+        Err(e) => e.to_errno() as c_long,
+    }
+}
+
+/// `attach_group`: a group joins the container.
+#[no_mangle]
+extern "C" fn vfio_rs_attach_group(
+    iommu_data: *mut c_void,
+    group: *mut bindings::iommu_group,
+    group_type: bindings::vfio_group_type,
+) -> c_int {
+    // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
+    let c = unsafe { container(iommu_data) };
+    // SAFETY: vfio core holds a reference on `group` until detach.
+    let group = unsafe { domain::GroupRef::new(group) };
+    match c.attach_group(group, group_type) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// `detach_group`: a group leaves the container. Cannot fail.
+#[no_mangle]
+extern "C" fn vfio_rs_detach_group(iommu_data: *mut c_void, group: *mut bindings::iommu_group) {
+    // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
+    let c = unsafe { container(iommu_data) };
+    // SAFETY: vfio core still holds its reference on `group`.
+    let group = unsafe { domain::GroupRef::new(group) };
+    c.detach_group(group);
+}

@@ -1,0 +1,36 @@
+# shellcheck shell=bash
+# Common paths for every script. Source it; it sets no options.
+#
+# VFIO_RS_CACHE: where the toolchain, kernel source and built kernels live,
+# outside the repository so a fresh clone reuses them.
+VFIO_RS_CACHE=${VFIO_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vfio-type1-rs}
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+KERNEL_VERSION_WANT=7.3
+BINDGEN_VERSION=0.72.1
+LIBCLANG_VERSION=18.1.1
+
+TOOLS_DIR=$VFIO_RS_CACHE/tools
+DEBS_DIR=$VFIO_RS_CACHE/debs
+SRC_DIR=$VFIO_RS_CACHE/src
+BUILD_DIR=$VFIO_RS_CACHE/build
+
+# The kernel's Rust support needs these three on PATH / in the environment.
+export PATH=$TOOLS_DIR/bindgen/bin:$PATH
+export LIBCLANG_PATH=$TOOLS_DIR/venv/lib/python3/site-packages/clang/native
+if [ -d "$TOOLS_DIR/venv/lib" ]; then
+  for d in "$TOOLS_DIR"/venv/lib/python3*/site-packages/clang/native; do
+    [ -d "$d" ] && LIBCLANG_PATH=$d
+  done
+fi
+export RUST_LIB_SRC=$TOOLS_DIR/rust-src/usr/lib/rustlib/src/rust/library
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# The kernel source tree extracted by setup (pristine; builds use O=).
+kernel_src() {
+  local d
+  d=$(cat "$SRC_DIR/.current" 2>/dev/null) || return 1
+  [ -d "$d" ] && printf '%s\n' "$d"
+}
