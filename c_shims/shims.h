@@ -19,9 +19,13 @@ int vfio_rs_attach_group(void *iommu_data, struct iommu_group *group,
 			 enum vfio_group_type type);
 void vfio_rs_detach_group(void *iommu_data, struct iommu_group *group);
 
-/* Rust -> C: defined in c_shims/ops.c and c_shims/iommu.c. */
+/* Rust -> C: defined in c_shims/{ops,iommu,params}.c. */
 bool vfio_rs_domain_enforce_cache_coherency(struct iommu_domain *domain);
 int vfio_rs_register(void);
+bool vfio_rs_param_allow_unsafe_interrupts(void);
+bool vfio_rs_param_disable_hugepages(void);
+unsigned int vfio_rs_param_dma_entry_limit(void);
+bool vfio_rs_param_verbose(void);
 void vfio_rs_unregister(void);
 
 #endif

@@ -14,6 +14,10 @@
     unsafe_op_in_unsafe_fn,
     missing_docs,
     clippy::all,
+    clippy::as_underscore,
+    clippy::cast_lossless,
+    clippy::ptr_as_ptr,
+    clippy::ref_as_ptr,
     clippy::undocumented_unsafe_blocks,
     unreachable_pub,
     unnecessary_transmutes

@@ -6,8 +6,8 @@
 //! Lock order: `Container::inner` is the only lock of this file; the iommu
 //! core's group mutex is taken inside it (by attach/detach).
 
-use kernel::prelude::*;
 use kernel::new_mutex;
+use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::sync::Mutex;
 
@@ -64,7 +64,11 @@ impl Container {
     /// `EINVAL` if the group is already attached; `ENODEV` for a group this
     /// backend cannot serve yet; the iommu core's errno from allocation or
     /// attach. On error the container is unchanged.
-    pub(crate) fn attach_group(&self, group: GroupRef, group_type: bindings::vfio_group_type) -> Result {
+    pub(crate) fn attach_group(
+        &self,
+        group: GroupRef,
+        group_type: bindings::vfio_group_type,
+    ) -> Result {
         if group_type != bindings::vfio_group_type_VFIO_IOMMU {
             return Err(ENODEV);
         }
@@ -99,7 +103,11 @@ impl Container {
 
     /// `VFIO_DMA_CC_IOMMU`: every domain enforces cache coherency.
     fn domains_enforce_cache_coherency(&self) -> bool {
-        self.inner.lock().domains.iter().all(|d| d.enforce_cache_coherency())
+        self.inner
+            .lock()
+            .domains
+            .iter()
+            .all(|d| d.enforce_cache_coherency())
     }
 }
 

@@ -90,20 +90,27 @@ impl Domain {
         let dev = group.first_device()?;
         let mut groups = KVec::with_capacity(1, GFP_KERNEL)?;
         // SAFETY: `dev` belongs to `group`, which vfio core keeps alive.
-        let raw = from_err_ptr(unsafe { bindings::iommu_paging_domain_alloc_flags(dev.as_ptr(), 0) })?;
+        let raw =
+            from_err_ptr(unsafe { bindings::iommu_paging_domain_alloc_flags(dev.as_ptr(), 0) })?;
         // SAFETY: `from_err_ptr` returned a valid, non-error pointer.
         let raw = unsafe { NonNull::new_unchecked(raw) };
         // SAFETY: `raw` and `group` are valid.
-        if let Err(e) = to_result(unsafe { bindings::iommu_attach_group(raw.as_ptr(), group.ptr.as_ptr()) }) {
+        let ret = unsafe { bindings::iommu_attach_group(raw.as_ptr(), group.ptr.as_ptr()) };
+        if let Err(e) = to_result(ret) {
             // SAFETY: `raw` is ours and has no group attached.
             unsafe { bindings::iommu_domain_free(raw.as_ptr()) };
             return Err(e);
         }
         // SAFETY: `raw` is a valid domain.
-        let enforce_cache_coherency = unsafe { bindings::vfio_rs_domain_enforce_cache_coherency(raw.as_ptr()) };
+        let enforce_cache_coherency =
+            unsafe { bindings::vfio_rs_domain_enforce_cache_coherency(raw.as_ptr()) };
         groups.push(group, GFP_KERNEL)?;
         // INVARIANT: `raw` is freshly allocated and `group` is attached.
-        Ok(Self { raw, groups, enforce_cache_coherency })
+        Ok(Self {
+            raw,
+            groups,
+            enforce_cache_coherency,
+        })
     }
 
     pub(crate) fn has_group(&self, group: GroupRef) -> bool {
