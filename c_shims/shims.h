@@ -10,6 +10,8 @@
 
 struct iommu_group;
 struct iommu_domain;
+struct iommu_iotlb_gather;
+struct page;
 
 /* C -> Rust: the backend's callbacks, defined in rust/lib.rs. */
 void *vfio_rs_open(unsigned long arg);
@@ -19,8 +21,16 @@ int vfio_rs_attach_group(void *iommu_data, struct iommu_group *group,
 			 enum vfio_group_type type);
 void vfio_rs_detach_group(void *iommu_data, struct iommu_group *group);
 
-/* Rust -> C: defined in c_shims/{ops,iommu,params}.c. */
+/* Rust -> C: defined in c_shims/{ops,iommu,mm,params}.c. */
 bool vfio_rs_domain_enforce_cache_coherency(struct iommu_domain *domain);
+const void *vfio_rs_domain_ops(struct iommu_domain *domain);
+unsigned long vfio_rs_domain_pgsize_bitmap(struct iommu_domain *domain);
+void vfio_rs_domain_aperture(struct iommu_domain *domain, u64 *start, u64 *end);
+void vfio_rs_iotlb_gather_init(struct iommu_iotlb_gather *gather);
+void vfio_rs_iotlb_sync(struct iommu_domain *domain,
+			struct iommu_iotlb_gather *gather);
+unsigned long vfio_rs_page_to_pfn(struct page *page);
+struct page *vfio_rs_pfn_to_page(unsigned long pfn);
 int vfio_rs_register(void);
 bool vfio_rs_param_allow_unsafe_interrupts(void);
 bool vfio_rs_param_disable_hugepages(void);

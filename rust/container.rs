@@ -1,26 +1,57 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `Container`: the per-container state vfio core keeps as `iommu_data`,
-//! and the ioctl handlers.
+//! and the container ioctls.
 //!
-//! Lock order: `Container::inner` is the only lock of this file; the iommu
-//! core's group mutex is taken inside it (by attach/detach).
+//! Lock order: `Container::inner`, then (inside the iommu core and GUP) the
+//! iommu group mutex and the mm's `mmap_lock`. Nothing here is called with
+//! a spinlock held.
 
+use core::sync::atomic::AtomicU32;
+use core::sync::atomic::Ordering;
+
+use kernel::mm::Mm;
 use kernel::new_mutex;
+use kernel::page::PAGE_SHIFT;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
+use kernel::sync::aref::ARef;
 use kernel::sync::Arc;
 use kernel::sync::Mutex;
 
 use crate::bindings;
 use crate::domain::Domain;
 use crate::domain::GroupRef;
+use crate::iova::IovaRange;
+use crate::iova::ValidRanges;
+use crate::mapping::Mapping;
+use crate::mapping::MappingSlot;
+use crate::mapping::Mappings;
+use crate::mapping::Prot;
+use crate::params;
+use crate::pin::PageBatch;
+use crate::pin::PinnedPages;
 use crate::uapi;
+use crate::uapi::DmaMap;
+use crate::uapi::DmaUnmap;
 use crate::uapi::Extension;
+use crate::uapi::InfoReply;
 use crate::uapi::IommuType;
+
+/// Numbers containers in log lines.
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+
+/// The largest dirty bitmap the MIGRATION capability advertises: one bit
+/// per page for `i32::MAX` pages, rounded up to u64 words (the C module's).
+const DIRTY_BITMAP_SIZE_MAX: u64 = (i32::MAX as u64).next_multiple_of(64) / 8;
+
+/// `PAGE_MASK` as a u64.
+const PAGE_MASK: u64 = !(PAGE_SIZE as u64 - 1);
 
 /// One VFIO container using this backend.
 #[pin_data]
 pub(crate) struct Container {
+    id: u32,
     /// v1 or v2 semantics, fixed at `VFIO_SET_IOMMU`.
     iommu_type: IommuType,
     #[pin]
@@ -29,8 +60,105 @@ pub(crate) struct Container {
 
 /// The fields of [`Container`] protected by its lock.
 pub(crate) struct ContainerInner {
-    /// Paging domains, each with the groups attached to it.
+    /// Paging domains, each with the groups attached to it. Every mapping is
+    /// mapped in every domain.
     domains: KVec<Domain>,
+    mappings: Mappings,
+    /// Where mappings may go; recomputed on attach and detach.
+    valid: ValidRanges,
+    /// Page sizes every domain supports (bits below PAGE_SIZE hidden).
+    pgsize_bitmap: u64,
+    /// How many more mappings may be created (`dma_entry_limit` at open).
+    dma_avail: u32,
+    /// Mappings whose vaddr was invalidated (`VFIO_DMA_UNMAP_FLAG_VADDR`).
+    vaddr_invalid_count: u32,
+}
+
+impl ContainerInner {
+    /// The smallest page size: the alignment every map and unmap needs.
+    fn min_pgsize(&self) -> u64 {
+        1u64 << self.pgsize_bitmap.trailing_zeros()
+    }
+
+    fn update_pgsize_bitmap(&mut self) {
+        let mut bitmap = self
+            .domains
+            .iter()
+            .fold(u64::MAX, |acc, d| acc & d.pgsize_bitmap());
+        if bitmap & !PAGE_MASK != 0 {
+            bitmap = (bitmap & PAGE_MASK) | PAGE_SIZE as u64;
+        }
+        self.pgsize_bitmap = bitmap;
+    }
+
+    /// Valid ranges from scratch: the domains' common aperture minus every
+    /// attached group's reserved regions.
+    fn compute_valid(&self) -> Result<ValidRanges> {
+        let Some(first) = self.domains.first() else {
+            return Ok(ValidRanges::unconstrained());
+        };
+        let mut aperture = first.aperture();
+        for d in self.domains.iter() {
+            aperture = aperture.intersect(&d.aperture()).ok_or(EINVAL)?;
+        }
+        let mut valid = ValidRanges::from_aperture(aperture)?;
+        for d in self.domains.iter() {
+            for g in d.groups() {
+                for r in g.resv_regions()?.iter().filter(|r| r.excludes_mappings()) {
+                    valid.exclude(&r.range)?;
+                }
+            }
+        }
+        Ok(valid)
+    }
+
+    /// Unmaps the mappings of `keys` from every domain (one IOTLB flush per
+    /// domain), then drops them, which unpins and unaccounts.
+    fn remove_mappings(&mut self, keys: impl Iterator<Item = u64> + Clone) {
+        // Unmap everywhere before anything is unpinned.
+        for d in self.domains.iter() {
+            let mappings = &self.mappings;
+            d.unmap_ranges(
+                keys.clone()
+                    .filter_map(|k| mappings.get(k))
+                    .map(|m| (m.range.start(), m.size())),
+            );
+        }
+        for k in keys {
+            if self.mappings.remove(k).is_some() {
+                self.dma_avail += 1;
+            }
+        }
+    }
+
+    /// The mappings an unmap of `range` acts on: from the first one
+    /// overlapping it, while they start inside it. v1 stops at a mapping
+    /// that starts before `range` (it only unmaps mappings whose first IOVA
+    /// is covered, and reports what it did).
+    fn covered_keys(&self, range: &IovaRange, v2: bool) -> Result<KVec<u64>> {
+        let mut keys = KVec::new();
+        let mut next = self.mappings.first_overlapping(range);
+        while let Some(k) = next {
+            if k > range.last() || (!v2 && k < range.start()) {
+                break;
+            }
+            keys.push(k, GFP_KERNEL)?;
+            next = self.mappings.next_key(k);
+        }
+        Ok(keys)
+    }
+
+    fn remove_all_mappings(&mut self) {
+        // Collecting is not needed: unmap every domain first, then drain.
+        for d in self.domains.iter() {
+            d.unmap_ranges(self.mappings.iter().map(|m| (m.range.start(), m.size())));
+        }
+        while let Some(k) = self.mappings.first_key() {
+            drop(self.mappings.remove(k));
+            self.dma_avail += 1;
+        }
+        self.vaddr_invalid_count = 0;
+    }
 }
 
 impl Container {
@@ -40,65 +168,202 @@ impl Container {
     ///
     /// `ENOMEM`.
     pub(crate) fn new(iommu_type: IommuType) -> Result<Arc<Self>> {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Arc::pin_init(
             pin_init!(Self {
+                id,
                 iommu_type,
-                inner <- new_mutex!(ContainerInner { domains: KVec::new() }, "Container::inner"),
+                inner <- new_mutex!(
+                    ContainerInner {
+                        domains: KVec::new(),
+                        mappings: Mappings::new(),
+                        valid: ValidRanges::unconstrained(),
+                        pgsize_bitmap: PAGE_MASK,
+                        dma_avail: params::dma_entry_limit(),
+                        vaddr_invalid_count: 0,
+                    },
+                    "Container::inner"
+                ),
             }),
             GFP_KERNEL,
         )
     }
 
-    /// Tears the container down; cannot fail.
-    pub(crate) fn release(self: Arc<Self>) {
-        // vfio core detaches every group before release; anything left is
-        // detached and freed by `Domain::drop`.
-        let domains = core::mem::take(&mut self.inner.lock().domains);
-        drop(domains);
+    fn v2(&self) -> bool {
+        self.iommu_type == IommuType::V2
     }
 
-    /// Attaches `group` to a new paging domain.
+    /// Tears the container down; cannot fail.
+    pub(crate) fn release(self: Arc<Self>) {
+        let mut inner = self.inner.lock();
+        inner.remove_all_mappings();
+        let domains = core::mem::take(&mut inner.domains);
+        drop(inner);
+        // Dropping a domain detaches its groups and frees it.
+        drop(domains);
+        if params::verbose() {
+            pr_info!("container {}: released\n", self.id);
+        }
+    }
+
+    /// Attaches `group`: a new paging domain, merged into an existing
+    /// compatible one when possible, otherwise filled with every mapping.
     ///
     /// # Errors
     ///
-    /// `EINVAL` if the group is already attached; `ENODEV` for a group this
-    /// backend cannot serve yet; the iommu core's errno from allocation or
-    /// attach. On error the container is unchanged.
+    /// `EBUSY` while a vaddr is invalid; `EINVAL` if the group is already
+    /// attached or its aperture/reserved regions collide with mappings;
+    /// `EPERM` without isolated MSI (unless `allow_unsafe_interrupts`);
+    /// `ENODEV` for emulated-IOMMU groups (not supported yet); the iommu
+    /// core's errno. On error the container is unchanged.
     pub(crate) fn attach_group(
         &self,
         group: GroupRef,
         group_type: bindings::vfio_group_type,
     ) -> Result {
-        if group_type != bindings::vfio_group_type_VFIO_IOMMU {
-            return Err(ENODEV);
-        }
         let mut inner = self.inner.lock();
+        if inner.vaddr_invalid_count > 0 {
+            return Err(EBUSY);
+        }
         if inner.domains.iter().any(|d| d.has_group(group)) {
             return Err(EINVAL);
         }
+        if group_type != bindings::vfio_group_type_VFIO_IOMMU {
+            return Err(ENODEV);
+        }
         inner.domains.reserve(1, GFP_KERNEL)?;
-        let domain = Domain::attach_new(group)?;
-        let v2 = self.iommu_type == IommuType::V2;
-        pr_debug!(
-            "attach: group {} on a new domain (cache coherency enforced: {}, v2: {})\n",
-            group.id(),
-            domain.enforce_cache_coherency(),
-            v2
-        );
+        let mut new = Domain::attach_new(group)?;
+
+        // The new domain's window and holes must not cut existing mappings.
+        let aperture = new.aperture();
+        if inner.mappings.iter().any(|m| !aperture.contains(&m.range)) {
+            return Err(EINVAL);
+        }
+        let resv = group.resv_regions()?;
+        if resv
+            .iter()
+            .filter(|r| r.excludes_mappings())
+            .any(|r| inner.mappings.overlaps(&r.range))
+        {
+            return Err(EINVAL);
+        }
+        let mut valid = match inner.valid.ranges() {
+            [] => ValidRanges::from_aperture(aperture)?,
+            _ => inner.valid.intersect(&aperture)?,
+        };
+        for r in resv.iter().filter(|r| r.excludes_mappings()) {
+            valid.exclude(&r.range)?;
+        }
+        let sw_msi = resv
+            .iter()
+            .find(|r| r.kind == bindings::iommu_resv_type_IOMMU_RESV_SW_MSI)
+            .map(|r| r.range.start());
+
+        if !params::allow_unsafe_interrupts() && !group.has_isolated_msi() {
+            pr_warn!(
+                "attach_group: No interrupt remapping support.  Use the module param \"allow_unsafe_interrupts\" to enable VFIO IOMMU support on this platform\n"
+            );
+            return Err(EPERM);
+        }
+
+        // Merge: move the group onto a compatible domain, drop the new one.
+        for d in inner.domains.iter_mut() {
+            if !d.compatible_with(&new) {
+                continue;
+            }
+            match d.adopt_group(&mut new, group) {
+                Ok(()) => {
+                    if params::verbose() {
+                        pr_info!(
+                            "container {}: group {} merged onto an existing domain ({} groups there)\n",
+                            self.id,
+                            group.id(),
+                            d.groups().len()
+                        );
+                    }
+                    inner.valid = valid;
+                    return Ok(());
+                }
+                Err((_, true)) => continue,
+                Err((e, false)) => return Err(e),
+            }
+        }
+
+        // Replay: map every existing mapping into the new domain.
+        let mut replayed = 0usize;
+        for m in inner.mappings.iter() {
+            if let Err(e) = new.map_mapping(m) {
+                new.unmap_ranges(
+                    inner
+                        .mappings
+                        .iter()
+                        .take(replayed)
+                        .map(|m| (m.range.start(), m.size())),
+                );
+                return Err(e);
+            }
+            replayed += 1;
+        }
+        if let Some(base) = sw_msi {
+            if let Err(e) = new.enable_sw_msi(base) {
+                new.unmap_ranges(inner.mappings.iter().map(|m| (m.range.start(), m.size())));
+                return Err(e);
+            }
+        }
+        if params::verbose() {
+            let ap = new.aperture();
+            pr_info!(
+                "container {}: group {} attached to a new domain (pgsizes {:#x}, aperture {:#x}-{:#x}, cache coherency enforced: {}), {} mappings replayed\n",
+                self.id,
+                group.id(),
+                new.pgsize_bitmap(),
+                ap.start(),
+                ap.last(),
+                new.enforce_cache_coherency(),
+                replayed
+            );
+        }
         // Cannot fail: reserved above.
-        inner.domains.push(domain, GFP_KERNEL)?;
+        inner.domains.push(new, GFP_KERNEL)?;
+        inner.update_pgsize_bitmap();
+        inner.valid = valid;
         Ok(())
     }
 
-    /// Detaches `group`; a domain left without groups is freed.
+    /// Detaches `group`. A domain left without groups is freed; when the last
+    /// one goes, every mapping is unmapped and unpinned. Cannot fail.
     pub(crate) fn detach_group(&self, group: GroupRef) {
         let mut inner = self.inner.lock();
         let Some(i) = inner.domains.iter().position(|d| d.has_group(group)) else {
             return;
         };
-        let domain = inner.domains.remove(i);
+        let mut freed = None;
+        if inner.domains[i].detach(group) {
+            if inner.domains.len() == 1 {
+                inner.remove_all_mappings();
+            }
+            freed = Some(inner.domains.remove(i));
+            inner.update_pgsize_bitmap();
+        }
+        // If recomputing fails (ENOMEM), the old ranges stay: they are a
+        // subset of the new ones, as the C module does.
+        if let Ok(valid) = inner.compute_valid() {
+            inner.valid = valid;
+        }
         drop(inner);
-        drop(domain);
+        if params::verbose() {
+            pr_info!(
+                "container {}: group {} detached{}\n",
+                self.id,
+                group.id(),
+                if freed.is_some() {
+                    ", its domain freed"
+                } else {
+                    ""
+                }
+            );
+        }
+        drop(freed);
     }
 
     /// `VFIO_DMA_CC_IOMMU`: every domain enforces cache coherency.
@@ -108,6 +373,226 @@ impl Container {
             .domains
             .iter()
             .all(|d| d.enforce_cache_coherency())
+    }
+
+    /// `VFIO_IOMMU_GET_INFO`.
+    fn get_info(&self, arg: c_ulong) -> Result {
+        let mut reply = InfoReply::new();
+        let inner = self.inner.lock();
+        let pgsizes = inner.pgsize_bitmap;
+
+        let mut mig = [0u8; 24];
+        mig[8..16].copy_from_slice(&inner.min_pgsize().to_ne_bytes());
+        mig[16..24].copy_from_slice(&DIRTY_BITMAP_SIZE_MAX.to_ne_bytes());
+        reply.add_cap(bindings::VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, 1, &mig)?;
+        reply.add_cap(
+            bindings::VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL,
+            1,
+            &inner.dma_avail.to_ne_bytes(),
+        )?;
+
+        let ranges = inner.valid.ranges();
+        if !ranges.is_empty() {
+            let mut body = KVec::new();
+            body.extend_from_slice(&(ranges.len() as u32).to_ne_bytes(), GFP_KERNEL)?;
+            body.extend_from_slice(&0u32.to_ne_bytes(), GFP_KERNEL)?;
+            for r in ranges {
+                body.extend_from_slice(&r.start().to_ne_bytes(), GFP_KERNEL)?;
+                body.extend_from_slice(&r.last().to_ne_bytes(), GFP_KERNEL)?;
+            }
+            reply.add_cap(bindings::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, &body)?;
+        }
+        drop(inner);
+        reply.write(arg, bindings::VFIO_IOMMU_INFO_PGSIZES, pgsizes)
+    }
+
+    /// `VFIO_IOMMU_MAP_DMA`.
+    ///
+    /// # Errors
+    ///
+    /// The C module's, in its order: `EINVAL` (zero size, no access flags,
+    /// misaligned, outside the valid ranges), `EOVERFLOW`, `EEXIST`
+    /// (overlap), `ENOSPC` (`dma_entry_limit`), `ENOMEM` (RLIMIT_MEMLOCK),
+    /// the pin's errno; with VADDR: `ENOENT`/`EINVAL`. Nothing is left
+    /// mapped, pinned or accounted on error.
+    fn map_dma(&self, arg: c_ulong) -> Result {
+        let req = DmaMap::read(arg)?;
+        if req.size == 0 {
+            return Err(EINVAL);
+        }
+        let range = IovaRange::from_size(req.iova, req.size)?;
+        // The user range must not wrap either.
+        req.vaddr.checked_add(req.size - 1).ok_or(EOVERFLOW)?;
+        let mut prot = 0;
+        if req.flags & bindings::VFIO_DMA_MAP_FLAG_WRITE != 0 {
+            prot |= bindings::IOMMU_WRITE;
+        }
+        if req.flags & bindings::VFIO_DMA_MAP_FLAG_READ != 0 {
+            prot |= bindings::IOMMU_READ;
+        }
+        let set_vaddr = req.flags & bindings::VFIO_DMA_MAP_FLAG_VADDR != 0;
+        if (prot != 0) == set_vaddr {
+            return Err(EINVAL);
+        }
+        // Allocate before locking.
+        let slot = MappingSlot::new(GFP_KERNEL)?;
+        let mut batch = PageBatch::new()?;
+
+        let mut inner = self.inner.lock();
+        if (req.size | req.iova | req.vaddr) & (inner.min_pgsize() - 1) != 0 {
+            return Err(EINVAL);
+        }
+        let existing = inner.mappings.first_overlapping(&range);
+        if set_vaddr {
+            let m = existing
+                .and_then(|k| inner.mappings.get_mut(k))
+                .ok_or(ENOENT)?;
+            if !m.vaddr_invalid || m.range != range {
+                return Err(EINVAL);
+            }
+            m.pinned.change_owner()?;
+            m.vaddr = req.vaddr;
+            m.vaddr_invalid = false;
+            inner.vaddr_invalid_count -= 1;
+            return Ok(());
+        }
+        if existing.is_some() {
+            return Err(EEXIST);
+        }
+        if inner.dma_avail == 0 {
+            return Err(ENOSPC);
+        }
+        if !inner.valid.allows(&range) {
+            return Err(EINVAL);
+        }
+
+        let prot = Prot(prot);
+        let npages = usize::try_from(req.size >> PAGE_SHIFT).map_err(|_| EINVAL)?;
+        let domains = &inner.domains;
+        let map_run = |offset: u64, run| -> Result {
+            let iova = req.iova + offset;
+            for (i, d) in domains.iter().enumerate() {
+                if let Err(e) = d.map_run(iova, run, prot) {
+                    let size = (run.npages as u64) << PAGE_SHIFT;
+                    domains.iter().take(i).for_each(|d| d.unmap_now(iova, size));
+                    return Err(e);
+                }
+            }
+            Ok(())
+        };
+        let mm = kernel::current!()
+            .mm()
+            .map(|mm| ARef::<Mm>::from(&**mm))
+            .ok_or(EFAULT)?;
+        let (pinned, mapped) = PinnedPages::pin(
+            mm,
+            req.vaddr,
+            npages,
+            prot.writable(),
+            params::disable_hugepages(),
+            &mut batch,
+            map_run,
+        );
+        let pinned = match (pinned, mapped) {
+            (Ok(p), _) => p,
+            (Err((e, partial)), mapped) => {
+                // Unmap before the pages are unpinned (dropping `partial`).
+                for d in inner.domains.iter() {
+                    d.unmap_now(req.iova, mapped);
+                }
+                drop(partial);
+                return Err(e);
+            }
+        };
+        inner.mappings.insert(
+            slot,
+            Mapping {
+                range,
+                vaddr: req.vaddr,
+                prot,
+                vaddr_invalid: false,
+                pinned,
+            },
+        );
+        inner.dma_avail -= 1;
+        Ok(())
+    }
+
+    /// `VFIO_IOMMU_UNMAP_DMA`: returns the number of bytes unmapped.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` (misaligned, zero size, ALL with a range, v2 range bisecting
+    /// a mapping, dirty bitmap without tracking), `EOVERFLOW`; with VADDR,
+    /// `EINVAL` if a covered vaddr is already invalid (nothing changes).
+    fn unmap_dma(&self, arg: c_ulong) -> Result {
+        let req = DmaUnmap::read(arg)?;
+        let all = req.flags & bindings::VFIO_DMA_UNMAP_FLAG_ALL != 0;
+        let invalidate_vaddr = req.flags & bindings::VFIO_DMA_UNMAP_FLAG_VADDR != 0;
+        if req.flags & bindings::VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP != 0 {
+            // Dirty tracking is never enabled in this backend yet; the C
+            // module answers EINVAL then.
+            return Err(EINVAL);
+        }
+        let mut inner = self.inner.lock();
+        let pgmask = inner.min_pgsize() - 1;
+        if req.iova & pgmask != 0 {
+            return Err(EINVAL);
+        }
+        let range = if all {
+            if req.iova != 0 || req.size != 0 {
+                return Err(EINVAL);
+            }
+            IovaRange::new(0, u64::MAX).ok_or(EINVAL)?
+        } else {
+            if req.size == 0 || req.size & pgmask != 0 {
+                return Err(EINVAL);
+            }
+            IovaRange::from_size(req.iova, req.size)?
+        };
+        // v2 never splits a mapping: the range must not bisect one.
+        if self.v2() && !all {
+            if let Some(m) = inner.mappings.find(range.start()) {
+                if m.range.start() != range.start() {
+                    return Err(EINVAL);
+                }
+            }
+            if let Some(m) = inner.mappings.find(range.last()) {
+                if m.range.last() != range.last() {
+                    return Err(EINVAL);
+                }
+            }
+        }
+        // Collected first, so that nothing changes if this allocation fails.
+        let keys = inner.covered_keys(&range, self.v2())?;
+        let mut unmapped = 0u64;
+        if invalidate_vaddr {
+            let mappings = &inner.mappings;
+            if keys
+                .iter()
+                .filter_map(|k| mappings.get(*k))
+                .any(|m| m.vaddr_invalid)
+            {
+                return Err(EINVAL);
+            }
+            for k in keys.iter() {
+                if let Some(m) = inner.mappings.get_mut(*k) {
+                    m.vaddr_invalid = true;
+                    unmapped += m.size();
+                    inner.vaddr_invalid_count += 1;
+                }
+            }
+        } else {
+            let mappings = &inner.mappings;
+            unmapped = keys
+                .iter()
+                .filter_map(|k| mappings.get(*k))
+                .map(|m| m.size())
+                .sum();
+            inner.remove_mappings(keys.iter().copied());
+        }
+        drop(inner);
+        req.write_back(arg, unmapped)
     }
 }
 
@@ -126,10 +611,17 @@ fn check_extension(container: Option<&Container>, arg: c_ulong) -> bool {
 ///
 /// # Errors
 ///
-/// `ENOTTY` for an ioctl this backend does not implement.
+/// `ENOTTY` for an ioctl this backend does not implement; the handler's.
 pub(crate) fn ioctl(container: Option<&Container>, cmd: c_uint, arg: c_ulong) -> Result<c_long> {
-    match cmd {
-        uapi::CHECK_EXTENSION => Ok(check_extension(container, arg).into()),
-        _ => Err(ENOTTY),
+    if cmd == uapi::CHECK_EXTENSION {
+        return Ok(check_extension(container, arg).into());
     }
+    let c = container.ok_or(EINVAL)?;
+    match cmd {
+        uapi::IOMMU_GET_INFO => c.get_info(arg)?,
+        uapi::IOMMU_MAP_DMA => c.map_dma(arg)?,
+        uapi::IOMMU_UNMAP_DMA => c.unmap_dma(arg)?,
+        _ => return Err(ENOTTY),
+    }
+    Ok(0)
 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `Domain`: one paging `iommu_domain` and the groups attached to it.
+//! `Domain`: one paging (UNMANAGED) `iommu_domain` and the groups attached
+//! to it; `GroupRef`: an `iommu_group` as vfio core lends it to us.
 
 use core::ptr::NonNull;
 
@@ -9,6 +10,11 @@ use kernel::error::to_result;
 use kernel::prelude::*;
 
 use crate::bindings;
+use crate::iova::IovaRange;
+use crate::mapping::Mapping;
+use crate::mapping::Prot;
+use crate::pin::pfn_to_phys;
+use crate::pin::PfnRun;
 
 /// A borrowed `struct iommu_group`.
 ///
@@ -21,13 +27,31 @@ pub(crate) struct GroupRef {
     ptr: NonNull<bindings::iommu_group>,
 }
 
+// SAFETY: a `GroupRef` is only a handle; the iommu core serialises
+// operations on the group itself.
+unsafe impl Send for GroupRef {}
+
+/// A reserved region of a group, as `iommu_get_group_resv_regions` reports.
+pub(crate) struct ResvRegion {
+    pub(crate) range: IovaRange,
+    pub(crate) kind: bindings::iommu_resv_type,
+}
+
+impl ResvRegion {
+    /// Whether user mappings must stay out of this region. The C module lets
+    /// users map over relaxable direct regions.
+    pub(crate) fn excludes_mappings(&self) -> bool {
+        self.kind != bindings::iommu_resv_type_IOMMU_RESV_DIRECT_RELAXABLE
+    }
+}
+
 impl GroupRef {
     /// # Safety
     ///
-    /// `ptr` is a valid `iommu_group` that vfio core keeps referenced at
-    /// least until the matching `detach_group`.
+    /// `ptr` is a valid, non-NULL `iommu_group` that vfio core keeps
+    /// referenced at least until the matching `detach_group`.
     pub(crate) unsafe fn new(ptr: *mut bindings::iommu_group) -> Self {
-        // SAFETY: vfio core never passes a NULL group (caller's contract).
+        // SAFETY: non-NULL by the caller's contract.
         let ptr = unsafe { NonNull::new_unchecked(ptr) };
         // INVARIANT: by the caller's contract.
         Self { ptr }
@@ -37,6 +61,13 @@ impl GroupRef {
     pub(crate) fn id(self) -> i32 {
         // SAFETY: `ptr` is valid (type invariant).
         unsafe { bindings::iommu_group_id(self.ptr.as_ptr()) }
+    }
+
+    /// Whether the group's MSIs cannot be forged by its devices (interrupt
+    /// remapping or an isolating ITS).
+    pub(crate) fn has_isolated_msi(self) -> bool {
+        // SAFETY: `ptr` is valid (type invariant).
+        unsafe { bindings::iommu_group_has_isolated_msi(self.ptr.as_ptr()) }
     }
 
     /// The first device of the group, used to pick the IOMMU instance.
@@ -58,13 +89,60 @@ impl GroupRef {
         };
         NonNull::new(dev).ok_or(ENODEV)
     }
+
+    /// The group's reserved regions (MSI windows, RMRs, ...).
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM`.
+    pub(crate) fn resv_regions(self) -> Result<KVec<ResvRegion>> {
+        let mut head = core::mem::MaybeUninit::<bindings::list_head>::uninit();
+        let head_ptr = head.as_mut_ptr();
+        // SAFETY: `head_ptr` points at our local. An empty list points at
+        // itself (INIT_LIST_HEAD); `head` does not move while in use.
+        unsafe {
+            head_ptr.write(bindings::list_head {
+                next: head_ptr,
+                prev: head_ptr,
+            })
+        };
+        // SAFETY: `ptr` is valid; `head` is an initialised empty list.
+        let ret = unsafe { bindings::iommu_get_group_resv_regions(self.ptr.as_ptr(), head_ptr) };
+        let mut out = KVec::new();
+        let mut result = to_result(ret);
+        // Walk and free every entry, even after an error.
+        // SAFETY: `head` is a valid list whose entries are `iommu_resv_region`s
+        // allocated by the iommu core for us (freed with kfree, as the C
+        // module does).
+        let mut p = unsafe { (*head_ptr).next };
+        while p != head_ptr {
+            let region = p.cast::<bindings::iommu_resv_region>();
+            // SAFETY: `list` is the first field of `iommu_resv_region`, so the
+            // list node address is the region's; the node is valid.
+            let (start, length, kind, next) = unsafe {
+                (
+                    (*region).start,
+                    (*region).length as u64,
+                    (*region).type_,
+                    (*p).next,
+                )
+            };
+            if result.is_ok() && length > 0 {
+                if let Ok(range) = IovaRange::from_size(start, length) {
+                    result = out
+                        .push(ResvRegion { range, kind }, GFP_KERNEL)
+                        .map_err(Into::into);
+                }
+            }
+            // SAFETY: the region is ours and not used after this.
+            unsafe { bindings::kfree(region.cast()) };
+            p = next;
+        }
+        result.map(|()| out)
+    }
 }
 
-// SAFETY: a `GroupRef` is only a handle; the iommu core serialises operations
-// on the group itself, so it may move between threads.
-unsafe impl Send for GroupRef {}
-
-/// A paging (UNMANAGED) IOMMU domain owned by one container.
+/// A paging IOMMU domain owned by one container.
 ///
 /// # Invariants
 ///
@@ -90,8 +168,8 @@ impl Domain {
         let dev = group.first_device()?;
         let mut groups = KVec::with_capacity(1, GFP_KERNEL)?;
         // SAFETY: `dev` belongs to `group`, which vfio core keeps alive.
-        let raw =
-            from_err_ptr(unsafe { bindings::iommu_paging_domain_alloc_flags(dev.as_ptr(), 0) })?;
+        let raw = unsafe { bindings::iommu_paging_domain_alloc_flags(dev.as_ptr(), 0) };
+        let raw = from_err_ptr(raw)?;
         // SAFETY: `from_err_ptr` returned a valid, non-error pointer.
         let raw = unsafe { NonNull::new_unchecked(raw) };
         // SAFETY: `raw` and `group` are valid.
@@ -104,6 +182,7 @@ impl Domain {
         // SAFETY: `raw` is a valid domain.
         let enforce_cache_coherency =
             unsafe { bindings::vfio_rs_domain_enforce_cache_coherency(raw.as_ptr()) };
+        // Cannot fail: capacity 1.
         groups.push(group, GFP_KERNEL)?;
         // INVARIANT: `raw` is freshly allocated and `group` is attached.
         Ok(Self {
@@ -113,6 +192,10 @@ impl Domain {
         })
     }
 
+    pub(crate) fn groups(&self) -> &[GroupRef] {
+        &self.groups
+    }
+
     pub(crate) fn has_group(&self, group: GroupRef) -> bool {
         self.groups.contains(&group)
     }
@@ -120,6 +203,157 @@ impl Domain {
     /// Whether the domain blocks DMA that would bypass IOMMU_CACHE.
     pub(crate) fn enforce_cache_coherency(&self) -> bool {
         self.enforce_cache_coherency
+    }
+
+    /// Page sizes the domain can map.
+    pub(crate) fn pgsize_bitmap(&self) -> u64 {
+        // SAFETY: `raw` is valid (type invariant).
+        unsafe { bindings::vfio_rs_domain_pgsize_bitmap(self.raw.as_ptr()) as u64 }
+    }
+
+    /// The IOVA window the domain can translate.
+    pub(crate) fn aperture(&self) -> IovaRange {
+        let (mut start, mut end) = (0u64, 0u64);
+        // SAFETY: `raw` is valid; the out pointers are live locals.
+        unsafe { bindings::vfio_rs_domain_aperture(self.raw.as_ptr(), &mut start, &mut end) };
+        // A driver reporting an inverted aperture gets a one-address window.
+        IovaRange::new(start, end).unwrap_or_else(|| IovaRange::point(start))
+    }
+
+    /// Whether `other` could serve this domain's groups: same IOMMU driver
+    /// and the same cache coherency enforcement (the C module's rule).
+    pub(crate) fn compatible_with(&self, other: &Domain) -> bool {
+        // SAFETY: both domains are valid.
+        let same_ops = unsafe {
+            bindings::vfio_rs_domain_ops(self.raw.as_ptr())
+                == bindings::vfio_rs_domain_ops(other.raw.as_ptr())
+        };
+        same_ops && self.enforce_cache_coherency == other.enforce_cache_coherency
+    }
+
+    /// Moves `group` from `from` (a fresh domain holding only it) onto this
+    /// domain. On failure `group` is attached to `from` again.
+    ///
+    /// # Errors
+    ///
+    /// `Err(true)` if `group` is back on `from`; `Err(false)` if re-attaching
+    /// it there failed too (then it is attached nowhere).
+    pub(crate) fn adopt_group(
+        &mut self,
+        from: &mut Domain,
+        group: GroupRef,
+    ) -> core::result::Result<(), (Error, bool)> {
+        self.groups
+            .reserve(1, GFP_KERNEL)
+            .map_err(|e| (e.into(), true))?;
+        // SAFETY: `group` is attached to `from` (type invariant of `from`).
+        unsafe { bindings::iommu_detach_group(from.raw.as_ptr(), group.ptr.as_ptr()) };
+        from.groups.retain(|g| *g != group);
+        // SAFETY: `raw` and `group` are valid; `group` is now detached.
+        let ret = unsafe { bindings::iommu_attach_group(self.raw.as_ptr(), group.ptr.as_ptr()) };
+        match to_result(ret) {
+            Ok(()) => {
+                // Cannot fail: reserved above.
+                let _ = self.groups.push(group, GFP_KERNEL);
+                Ok(())
+            }
+            Err(e) => {
+                // SAFETY: as above, back onto `from`.
+                let ret =
+                    unsafe { bindings::iommu_attach_group(from.raw.as_ptr(), group.ptr.as_ptr()) };
+                match to_result(ret) {
+                    Ok(()) => {
+                        let _ = from.groups.push(group, GFP_KERNEL);
+                        Err((e, true))
+                    }
+                    Err(e2) => Err((e2, false)),
+                }
+            }
+        }
+    }
+
+    /// Sets up the software MSI window at `base` (needed on arm64, where
+    /// MSIs go through the SMMU).
+    pub(crate) fn enable_sw_msi(&self, base: u64) -> Result {
+        // SAFETY: `raw` is a valid paging domain.
+        match to_result(unsafe { bindings::iommu_get_msi_cookie(self.raw.as_ptr(), base) }) {
+            Err(e) if e != ENODEV => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Detaches `group`; returns whether the domain is left without groups.
+    pub(crate) fn detach(&mut self, group: GroupRef) -> bool {
+        if let Some(i) = self.groups.iter().position(|g| *g == group) {
+            // SAFETY: `group` is attached to `raw` (type invariant).
+            unsafe { bindings::iommu_detach_group(self.raw.as_ptr(), group.ptr.as_ptr()) };
+            let _ = self.groups.remove(i);
+        }
+        self.groups.is_empty()
+    }
+
+    /// Maps one contiguous run at `iova`. Large IOMMU pages are used where
+    /// the run's alignment and length allow (the iommu core picks them).
+    ///
+    /// # Errors
+    ///
+    /// The iommu driver's errno; nothing of the run stays mapped.
+    pub(crate) fn map_run(&self, iova: u64, run: PfnRun, prot: Prot) -> Result {
+        let size = run.npages << kernel::page::PAGE_SHIFT;
+        // SAFETY: `raw` is valid; the pages are pinned by the caller.
+        let ret = unsafe {
+            bindings::iommu_map(
+                self.raw.as_ptr(),
+                iova as c_ulong,
+                pfn_to_phys(run.pfn),
+                size,
+                (prot.0 | bindings::IOMMU_CACHE) as c_int,
+                kernel::bindings::GFP_KERNEL_ACCOUNT,
+            )
+        };
+        to_result(ret)
+    }
+
+    /// Maps every run of `m` (replay into a new domain).
+    ///
+    /// # Errors
+    ///
+    /// As `map_run`; the runs mapped before the error are unmapped.
+    pub(crate) fn map_mapping(&self, m: &Mapping) -> Result {
+        let mut iova = m.range.start();
+        for run in m.pinned.runs() {
+            if let Err(e) = self.map_run(iova, *run, m.prot) {
+                self.unmap_now(m.range.start(), iova - m.range.start());
+                return Err(e);
+            }
+            iova += (run.npages as u64) << kernel::page::PAGE_SHIFT;
+        }
+        Ok(())
+    }
+
+    /// Unmaps every range of `ranges` (`(iova, size)` pairs) with one
+    /// gathered IOTLB flush at the end.
+    pub(crate) fn unmap_ranges(&self, ranges: impl Iterator<Item = (u64, u64)>) {
+        let mut raw = bindings::iommu_iotlb_gather::default();
+        let gather = IotlbGather::init(&mut raw);
+        for (iova, size) in ranges.filter(|(_, size)| *size > 0) {
+            // SAFETY: `raw` is valid; `gather` is initialised and stays in place.
+            unsafe {
+                bindings::iommu_unmap_fast(
+                    self.raw.as_ptr(),
+                    iova as c_ulong,
+                    size as usize,
+                    gather.0,
+                )
+            };
+        }
+        // SAFETY: `gather` holds only invalidations for this domain.
+        unsafe { bindings::vfio_rs_iotlb_sync(self.raw.as_ptr(), gather.0) };
+    }
+
+    /// Unmaps one range and flushes.
+    pub(crate) fn unmap_now(&self, iova: u64, size: u64) {
+        self.unmap_ranges(core::iter::once((iova, size)));
     }
 }
 
@@ -131,5 +365,20 @@ impl Drop for Domain {
         }
         // SAFETY: no group is attached any more; `raw` is ours.
         unsafe { bindings::iommu_domain_free(self.raw.as_ptr()) };
+    }
+}
+
+/// IOTLB invalidations collected over several unmaps of one domain.
+///
+/// The gather struct holds a list head pointing at itself once initialised,
+/// so it is initialised in place and only borrowed from then on.
+struct IotlbGather<'a>(&'a mut bindings::iommu_iotlb_gather);
+
+impl<'a> IotlbGather<'a> {
+    fn init(raw: &'a mut bindings::iommu_iotlb_gather) -> Self {
+        // SAFETY: `raw` is a live gather struct that will not move while
+        // borrowed.
+        unsafe { bindings::vfio_rs_iotlb_gather_init(raw) };
+        IotlbGather(raw)
     }
 }

@@ -16,6 +16,10 @@ use kernel::types::ForeignOwnable;
 mod bindings;
 mod container;
 mod domain;
+mod iova;
+mod mapping;
+mod params;
+mod pin;
 mod uapi;
 
 use container::Container;

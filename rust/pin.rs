@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Pinning user memory for DMA: long-term pins, grouped into physically
+//! contiguous runs, with `locked_vm` accounting against RLIMIT_MEMLOCK.
+//!
+//! Lock order: called with the container lock held; takes the mm's
+//! `mmap_lock` (inside GUP and `account_locked_vm`).
+
+use kernel::mm::Mm;
+use kernel::page::PAGE_SHIFT;
+use kernel::page::PAGE_SIZE;
+use kernel::prelude::*;
+use kernel::sync::aref::ARef;
+
+use crate::bindings;
+
+/// How many `struct page *` one GUP call fills: one page of pointers.
+pub(crate) const BATCH_PAGES: usize = PAGE_SIZE / core::mem::size_of::<*mut bindings::page>();
+
+/// A physically contiguous run of pinned pages.
+#[derive(Clone, Copy)]
+pub(crate) struct PfnRun {
+    pub(crate) pfn: usize,
+    pub(crate) npages: usize,
+}
+
+/// Scratch space for one GUP call, allocated before the container lock.
+pub(crate) struct PageBatch {
+    pages: KVec<*mut bindings::page>,
+}
+
+impl PageBatch {
+    pub(crate) fn new() -> Result<Self> {
+        let mut pages = KVec::with_capacity(BATCH_PAGES, GFP_KERNEL)?;
+        pages.resize(BATCH_PAGES, core::ptr::null_mut(), GFP_KERNEL)?;
+        Ok(Self { pages })
+    }
+}
+
+/// The user pages behind one mapping, pinned long-term and accounted in the
+/// owner's `locked_vm`.
+///
+/// # Invariants
+///
+/// Every page of every run in `runs` holds one pin taken by `pin`; `locked`
+/// pages are accounted in `mm`'s `locked_vm`. Both are given back once, by
+/// `release` (or `drop`).
+pub(crate) struct PinnedPages {
+    runs: KVVec<PfnRun>,
+    npages: usize,
+    /// The mm charged for `locked`; an `mmgrab` reference.
+    mm: ARef<Mm>,
+    locked: usize,
+    writable: bool,
+}
+
+// SAFETY: the pins and the mm reference may be dropped from any thread.
+unsafe impl Send for PinnedPages {}
+
+impl PinnedPages {
+    /// Pins `npages` pages of `mm` (the current process's) at `vaddr` and calls
+    /// `map_run(offset, run)` for each physically contiguous run as soon as
+    /// it is complete (`offset` is in bytes from `vaddr`). With
+    /// `single_pages` every run is one page (the `disable_hugepages`
+    /// parameter).
+    ///
+    /// # Errors
+    ///
+    /// GUP's errno (`EFAULT` for an unmapped or read-only range), `ENOMEM`
+    /// when `locked_vm` would pass RLIMIT_MEMLOCK without CAP_IPC_LOCK, or
+    /// `map_run`'s. Also returns how many bytes `map_run` mapped. On error
+    /// the partly pinned pages come back with the error: the caller unmaps
+    /// what was mapped, then drops them (unpin after unmap).
+    pub(crate) fn pin(
+        mm: ARef<Mm>,
+        vaddr: u64,
+        npages: usize,
+        writable: bool,
+        single_pages: bool,
+        batch: &mut PageBatch,
+        mut map_run: impl FnMut(u64, PfnRun) -> Result,
+    ) -> (core::result::Result<Self, (Error, Self)>, u64) {
+        let mut pinned = PinnedPages {
+            runs: KVVec::new(),
+            npages: 0,
+            mm,
+            locked: 0,
+            writable,
+        };
+        let mut mapped_runs = 0usize;
+        let mut mapped_bytes = 0u64;
+        let mut step = || -> Result {
+            while pinned.npages < npages {
+                pinned.pin_batch(vaddr, npages, writable, single_pages, batch)?;
+                // Every run but the last is complete: the last may still grow.
+                let complete = if pinned.npages == npages {
+                    pinned.runs.len()
+                } else {
+                    pinned.runs.len() - 1
+                };
+                while mapped_runs < complete {
+                    let run = pinned.runs[mapped_runs];
+                    map_run(mapped_bytes, run)?;
+                    mapped_bytes += (run.npages as u64) << PAGE_SHIFT;
+                    mapped_runs += 1;
+                }
+            }
+            Ok(())
+        };
+        let res = step();
+        match res {
+            Ok(()) => (Ok(pinned), mapped_bytes),
+            Err(e) => (Err((e, pinned)), mapped_bytes),
+        }
+    }
+
+    /// Pins the next batch of pages and appends them to `runs`; returns how
+    /// many were pinned. On error nothing of this batch stays pinned.
+    fn pin_batch(
+        &mut self,
+        vaddr: u64,
+        npages: usize,
+        writable: bool,
+        single_pages: bool,
+        batch: &mut PageBatch,
+    ) -> Result<usize> {
+        let want = (npages - self.npages).min(BATCH_PAGES);
+        // Room for every page of the batch as a run of its own, so that
+        // recording cannot fail once pages are pinned.
+        self.runs.reserve(want, GFP_KERNEL)?;
+        let addr = vaddr + ((self.npages as u64) << PAGE_SHIFT);
+        let mut flags = bindings::FOLL_LONGTERM;
+        if writable {
+            flags |= bindings::FOLL_WRITE;
+        }
+        // SAFETY: `batch.pages` has room for `BATCH_PAGES >= want` entries;
+        // GUP fills at most `want` of them. `want` fits in c_int.
+        let got = unsafe {
+            bindings::pin_user_pages_fast(
+                addr as c_ulong,
+                want as c_int,
+                flags,
+                batch.pages.as_mut_ptr(),
+            )
+        };
+        if got <= 0 {
+            return Err(if got == 0 {
+                EFAULT
+            } else {
+                Error::from_errno(got)
+            });
+        }
+        // `0 < got <= want`.
+        let got = got as usize;
+        let pages = &batch.pages[..got];
+        // SAFETY: `mm` is alive (`mmgrab`) and has users (it is current's).
+        let ret =
+            unsafe { bindings::account_locked_vm(self.mm.as_raw().cast(), got as c_ulong, true) };
+        if ret != 0 {
+            for &p in pages {
+                // SAFETY: `p` was pinned just above and is recorded nowhere.
+                unsafe { bindings::unpin_user_page_range_dirty_lock(p, 1, false) };
+            }
+            return Err(Error::from_errno(ret));
+        }
+        self.locked += got;
+        for &p in pages {
+            // SAFETY: `p` is a valid pinned page.
+            let pfn = unsafe { bindings::vfio_rs_page_to_pfn(p) } as usize;
+            match self.runs.last_mut() {
+                Some(run) if !single_pages && run.pfn + run.npages == pfn => run.npages += 1,
+                // Cannot fail: capacity reserved above.
+                _ => self.runs.push(PfnRun { pfn, npages: 1 }, GFP_KERNEL)?,
+            }
+            self.npages += 1;
+        }
+        Ok(got)
+    }
+
+    pub(crate) fn runs(&self) -> &[PfnRun] {
+        &self.runs
+    }
+
+    /// Moves the `locked_vm` charge to the current process (VADDR update
+    /// from a new process).
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` if the new owner is over its RLIMIT_MEMLOCK.
+    pub(crate) fn change_owner(&mut self) -> Result {
+        let task = kernel::current!();
+        let Some(cur) = task.mm() else {
+            return Err(EFAULT);
+        };
+        if cur.as_raw() == self.mm.as_raw() {
+            return Ok(());
+        }
+        // SAFETY: `cur` is current's mm, alive while we run.
+        let ret = unsafe {
+            bindings::account_locked_vm(cur.as_raw().cast(), self.locked as c_ulong, true)
+        };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        let new: ARef<Mm> = ARef::from(&**cur);
+        self.unaccount();
+        self.mm = new;
+        Ok(())
+    }
+
+    /// Gives the `locked_vm` charge back, if the owner's mm still has users.
+    fn unaccount(&mut self) {
+        if self.locked == 0 {
+            return;
+        }
+        if let Some(mm) = self.mm.mmget_not_zero() {
+            // SAFETY: `mm` has a user reference for the call.
+            unsafe {
+                bindings::account_locked_vm(mm.as_raw().cast(), self.locked as c_ulong, false)
+            };
+        }
+        self.locked = 0;
+    }
+}
+
+fn unpin_run(run: PfnRun, dirty: bool) {
+    // SAFETY: `run.pfn` is a valid pfn of a page we pinned.
+    let page = unsafe { bindings::vfio_rs_pfn_to_page(run.pfn as c_ulong) };
+    // SAFETY: the `run.npages` pages starting at `page` are contiguous and
+    // each holds one of our pins.
+    unsafe { bindings::unpin_user_page_range_dirty_lock(page, run.npages as c_ulong, dirty) };
+}
+
+impl Drop for PinnedPages {
+    /// Unpins (marking writable pages dirty: the device may have written
+    /// them) and unaccounts. Callers unmap from every IOMMU domain and flush
+    /// the IOTLB first.
+    fn drop(&mut self) {
+        for run in self.runs.iter() {
+            unpin_run(*run, self.writable);
+        }
+        self.unaccount();
+    }
+}
+
+/// Converts a pfn to the physical address `iommu_map` takes.
+pub(crate) fn pfn_to_phys(pfn: usize) -> u64 {
+    (pfn as u64) << PAGE_SHIFT
+}

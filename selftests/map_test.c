@@ -1,0 +1,761 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * VFIO_IOMMU_MAP_DMA / VFIO_IOMMU_UNMAP_DMA through the type1 backend, for
+ * both TYPE1 (v1) and TYPE1v2 containers: successful maps of anonymous, THP
+ * and hugetlbfs memory (with the exact number of pinned pages and locked_vm
+ * while mapped), every rejected input with the errno of the C module, the
+ * v1/v2 unmap semantics, UNMAP_FLAG_ALL, the update-vaddr protocol, the
+ * dma_entry_limit parameter and RLIMIT_MEMLOCK. Every test checks in its
+ * teardown that nothing stays pinned or accounted and that the backend
+ * module is unreferenced.
+ */
+#include "kselftest_harness.h"
+#include "vfio_util.h"
+#include "leak_util.h"
+
+#include <stddef.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <linux/capability.h>
+
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB (21 << 26)
+#endif
+
+#define IOVA_BASE 0x10000000ULL	/* in a valid range on both arches */
+#define MAP_MINSZ offsetofend_(struct vfio_iommu_type1_dma_map, size)
+#define UNMAP_MINSZ offsetofend_(struct vfio_iommu_type1_dma_unmap, size)
+#define offsetofend_(T, m) (offsetof(T, m) + sizeof(((T *)0)->m))
+
+FIXTURE(map) {
+	int container;
+	int group;
+	const struct vfio_test_group *g;
+	struct leak_baseline base;
+	long old_limit;		/* dma_entry_limit to restore, -1: untouched */
+	long old_nr_huge;	/* nr_hugepages to restore, -1: untouched */
+	const char *nr_huge_path;
+	void *huge;
+	size_t huge_len;
+};
+
+FIXTURE_VARIANT(map) {
+	unsigned long type;
+	bool v2;
+};
+
+FIXTURE_VARIANT_ADD(map, type1) {
+	.type = VFIO_TYPE1_IOMMU,
+	.v2 = false,
+};
+
+FIXTURE_VARIANT_ADD(map, type1v2) {
+	.type = VFIO_TYPE1v2_IOMMU,
+	.v2 = true,
+};
+
+FIXTURE_SETUP(map)
+{
+	self->old_limit = -1;
+	self->old_nr_huge = -1;
+	self->huge = NULL;
+	self->group = -1;
+	ASSERT_EQ(0, backend_refcnt()) TH_LOG("backend %s not loaded or in use", backend_module());
+	leak_baseline_take(_metadata, &self->base);
+	self->container = open("/dev/vfio/vfio", O_RDWR);
+	ASSERT_GE(self->container, 0);
+	self->g = vfio_test_group_find(1, 0);
+	ASSERT_NE(NULL, self->g) TH_LOG("no single-device group bound to vfio-pci");
+	self->group = vfio_open_viable_group(self->g->id);
+	ASSERT_GE(self->group, 0);
+	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
+}
+
+FIXTURE_TEARDOWN(map)
+{
+	if (self->old_limit >= 0)
+		EXPECT_EQ(0, backend_param_write("dma_entry_limit", self->old_limit));
+	if (self->group >= 0)
+		close(self->group);
+	if (self->container >= 0)
+		close(self->container);
+	if (self->huge)
+		munmap(self->huge, self->huge_len);
+	if (self->old_nr_huge >= 0)
+		EXPECT_EQ(0, write_long(self->nr_huge_path, self->old_nr_huge));
+	leak_check(_metadata, &self->base);
+}
+
+static void set_iommu(struct __test_metadata *_metadata, FIXTURE_DATA(map) *self,
+		      const FIXTURE_VARIANT(map) *variant)
+{
+	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, variant->type));
+}
+
+static void *anon(size_t size, size_t align)
+{
+	void *p = mmap_aligned(size, align, PROT_READ | PROT_WRITE);
+
+	if (p)
+		memset(p, 0x11, size);
+	return p;
+}
+
+/* Maps buf at iova, checks that exactly size/4K pages are pinned and
+ * accounted in locked_vm while mapped, unmaps it with an exact unmap and
+ * checks both are back. */
+static void map_unmap_check(struct __test_metadata *_metadata, int c, uint64_t iova,
+			    void *buf, size_t size)
+{
+	long pins = pins_outstanding(), lck = vmlck_kb();
+	uint64_t sz;
+
+	ASSERT_EQ(0, dma_map(c, iova, buf, size, DMA_RW));
+	EXPECT_EQ(pins + (long)(size / SZ_4K), pins_outstanding());
+	EXPECT_EQ(lck + (long)(size / 1024), vmlck_kb());
+	/* Mapped: the same range again collides. */
+	EXPECT_EQ(-EEXIST, dma_map(c, iova, buf, size, DMA_RW));
+	ASSERT_EQ(0, dma_unmap(c, iova, size, 0, &sz));
+	EXPECT_EQ(size, sz);
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+	/* Gone: unmapping again finds nothing. */
+	ASSERT_EQ(0, dma_unmap(c, iova, size, 0, &sz));
+	EXPECT_EQ(0UL, sz);
+}
+
+TEST_F(map, map_unmap_4k)
+{
+	void *buf = anon(SZ_4K, SZ_4K);
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	map_unmap_check(_metadata, self->container, IOVA_BASE, buf, SZ_4K);
+}
+
+TEST_F(map, map_unmap_2m)
+{
+	void *buf = anon(SZ_2M, SZ_4K);
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	map_unmap_check(_metadata, self->container, IOVA_BASE, buf, SZ_2M);
+}
+
+/* 64M, not touched before: the pin faults every page in. */
+TEST_F(map, map_unmap_64m)
+{
+	size_t size = 32 * SZ_2M;
+	void *buf = mmap_aligned(size, SZ_4K, PROT_READ | PROT_WRITE);
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	map_unmap_check(_metadata, self->container, IOVA_BASE, buf, size);
+}
+
+/* Device read-only and write-only mappings are both allowed. */
+TEST_F(map, map_read_only_or_write_only)
+{
+	char *buf = anon(2 * SZ_4K, SZ_4K);
+	uint64_t sz;
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_4K, VFIO_DMA_MAP_FLAG_READ));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + SZ_4K, buf + SZ_4K, SZ_4K,
+			     VFIO_DMA_MAP_FLAG_WRITE));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, 2 * SZ_4K, 0, &sz));
+	EXPECT_EQ(2 * SZ_4K, sz);
+}
+
+static long meminfo_kb(const char *key)
+{
+	char line[256];
+	size_t n = strlen(key);
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':')
+			v = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+TEST_F(map, map_thp)
+{
+	size_t size = 2 * SZ_2M;
+	long thp0 = meminfo_kb("AnonHugePages");
+	char *buf = mmap_aligned(size, SZ_2M, PROT_READ | PROT_WRITE);
+
+	ASSERT_NE(NULL, buf);
+	if (madvise(buf, size, MADV_HUGEPAGE))
+		SKIP(return, "madvise(MADV_HUGEPAGE): %s", strerror(errno));
+	memset(buf, 0x22, size);
+	if (meminfo_kb("AnonHugePages") < thp0 + 2048)
+		SKIP(return, "no THP was allocated (AnonHugePages %ld kB)",
+		     meminfo_kb("AnonHugePages"));
+	set_iommu(_metadata, self, variant);
+	map_unmap_check(_metadata, self->container, IOVA_BASE, buf, size);
+	/* v1 semantics on a huge mapping: unmapping its first 4K unmaps all
+	 * of it; v2 refuses to split it. */
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, size, DMA_RW));
+	if (variant->v2) {
+		uint64_t sz;
+
+		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_4K, 0, &sz));
+		EXPECT_EQ(SZ_4K, sz);	/* not written back on error */
+	} else {
+		uint64_t sz;
+
+		EXPECT_EQ(0, dma_unmap(self->container, IOVA_BASE, SZ_4K, 0, &sz));
+		EXPECT_EQ(size, sz);
+	}
+}
+
+TEST_F(map, map_hugetlb)
+{
+	static const char *paths[] = {
+		"/proc/sys/vm/nr_hugepages",
+		"/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
+	};
+	size_t size = 2 * SZ_2M;
+	long old = -1, now;
+
+	for (unsigned int i = 0; i < 2 && old < 0; i++) {
+		old = read_long(paths[i]);
+		self->nr_huge_path = paths[i];
+	}
+	if (old < 0)
+		SKIP(return, "no nr_hugepages control");
+	self->old_nr_huge = old;
+	if (write_long(self->nr_huge_path, old + 2))
+		SKIP(return, "cannot write %s", self->nr_huge_path);
+	now = meminfo_kb("HugePages_Free");
+	if (now < 2)
+		SKIP(return, "only %ld free 2M hugepages", now);
+	self->huge = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
+	if (self->huge == MAP_FAILED) {
+		self->huge = NULL;
+		SKIP(return, "mmap(MAP_HUGETLB): %s", strerror(errno));
+	}
+	self->huge_len = size;
+	memset(self->huge, 0x33, size);
+	set_iommu(_metadata, self, variant);
+	map_unmap_check(_metadata, self->container, IOVA_BASE, self->huge, size);
+}
+
+TEST_F(map, map_bad_argsz)
+{
+	struct vfio_iommu_type1_dma_map m;
+	char *buf = anon(SZ_4K, SZ_4K);
+	uint32_t sizes[] = { 0, 8, MAP_MINSZ - 1 };
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	for (unsigned int i = 0; i < 3; i++) {
+		m = (struct vfio_iommu_type1_dma_map){
+			.argsz = sizes[i], .flags = DMA_RW,
+			.vaddr = (uintptr_t)buf, .iova = IOVA_BASE, .size = SZ_4K,
+		};
+		EXPECT_EQ(-EINVAL, xioctl(self->container, VFIO_IOMMU_MAP_DMA, (unsigned long)&m));
+	}
+	/* minsz exactly is enough (the struct has no field after size). */
+	m.argsz = MAP_MINSZ;
+	EXPECT_EQ(0, xioctl(self->container, VFIO_IOMMU_MAP_DMA, (unsigned long)&m));
+}
+
+TEST_F(map, map_bad_flags)
+{
+	char *buf = anon(SZ_4K, SZ_4K);
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	/* Unknown flags. */
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW | (1 << 3)));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW | (1u << 31)));
+	/* Neither READ nor WRITE. */
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K, 0));
+	/* VADDR goes without READ/WRITE. */
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K,
+				   VFIO_DMA_MAP_FLAG_VADDR | VFIO_DMA_MAP_FLAG_READ));
+	/* VADDR alone on an iova that is not mapped. */
+	EXPECT_EQ(-ENOENT, dma_map(self->container, IOVA_BASE, buf, SZ_4K, VFIO_DMA_MAP_FLAG_VADDR));
+	EXPECT_EQ(backend_param_read("dma_entry_limit"), iommu_dma_avail(self->container));
+}
+
+TEST_F(map, map_zero_size)
+{
+	char *buf = anon(SZ_4K, SZ_4K);
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, 0, DMA_RW));
+	/* Checked before the flags. */
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, 0, 0));
+}
+
+TEST_F(map, map_misaligned)
+{
+	char *buf = anon(4 * SZ_4K, SZ_4K);
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE + 0x800, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE + 8, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf + 0x800, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf + 1, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K + 0x800, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, 0x800, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, 1, DMA_RW));
+	EXPECT_EQ(backend_param_read("dma_entry_limit"), iommu_dma_avail(self->container));
+}
+
+TEST_F(map, map_overflow)
+{
+	char *buf = anon(SZ_4K, SZ_4K);
+	uint64_t top = ~0ULL & ~(SZ_4K - 1);	/* 0xfffffffffffff000 */
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	/* iova + size - 1 wraps */
+	EXPECT_EQ(-EOVERFLOW, dma_map(self->container, top, buf, 2 * SZ_4K, DMA_RW));
+	EXPECT_EQ(-EOVERFLOW, dma_map(self->container, SZ_4K, buf, ~0ULL, DMA_RW));
+	/* vaddr + size - 1 wraps */
+	EXPECT_EQ(-EOVERFLOW, dma_map(self->container, IOVA_BASE, (void *)(uintptr_t)top,
+				      2 * SZ_4K, DMA_RW));
+	/* The overflow checks come before the flag and alignment checks. */
+	EXPECT_EQ(-EOVERFLOW, dma_map(self->container, top, buf, 2 * SZ_4K, 0));
+	EXPECT_EQ(-EOVERFLOW, dma_map(self->container, top + 0x800, buf, SZ_4K, DMA_RW));
+	/* The last page of the 64-bit space does not wrap: not an overflow,
+	 * but outside every IOVA range. */
+	EXPECT_EQ(-EINVAL, dma_map(self->container, top, buf, SZ_4K, DMA_RW));
+}
+
+static long iova_ranges(int c, struct vfio_iova_range *out, int max)
+{
+	char buf[4096];
+	struct vfio_iommu_type1_info_cap_iova_range *r;
+
+	if (iommu_get_info(c, buf, sizeof(buf)))
+		return -1;
+	r = (void *)iommu_info_cap(buf, sizeof(buf), VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE);
+	if (!r || (int)r->nr_iovas > max)
+		return -1;
+	memcpy(out, r->iova_ranges, r->nr_iovas * sizeof(*out));
+	return r->nr_iovas;
+}
+
+TEST_F(map, map_outside_iova_ranges)
+{
+	struct vfio_iova_range rg[16];
+	char *buf = anon(2 * SZ_4K, SZ_4K);
+	long n;
+	uint64_t hole, last;
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	n = iova_ranges(self->container, rg, 16);
+	ASSERT_GE(n, 2);
+	/* The MSI window: 0xfee00000 on x86_64 (IOAPIC/MSI), the SMMUv3
+	 * software MSI window at 0x8000000 on arm64. */
+	hole = arch_is_arm64() ? 0x8000000 : 0xfee00000;
+	EXPECT_EQ(-EINVAL, dma_map(self->container, hole, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, hole + 0xff000, buf, SZ_4K, DMA_RW));
+	/* Straddling the end of the first range. */
+	hole = rg[0].end + 1;
+	EXPECT_EQ(-EINVAL, dma_map(self->container, hole - SZ_4K, buf, 2 * SZ_4K, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, hole, buf, SZ_4K, DMA_RW));
+	/* Just below the hole is fine. */
+	EXPECT_EQ(0, dma_map(self->container, hole - SZ_4K, buf, SZ_4K, DMA_RW));
+	/* Above the aperture. */
+	last = rg[n - 1].end;
+	ASSERT_LT(last, ~0ULL - SZ_2M);
+	EXPECT_EQ(-EINVAL, dma_map(self->container, last + 1, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, last + 1 - SZ_4K, buf, 2 * SZ_4K, DMA_RW));
+	EXPECT_EQ(0, dma_map(self->container, last + 1 - SZ_4K, buf + SZ_4K, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, 1ULL << 63, buf, SZ_4K, DMA_RW));
+	/* Only the two good ones were taken. */
+	EXPECT_EQ(backend_param_read("dma_entry_limit") - 2, iommu_dma_avail(self->container));
+}
+
+TEST_F(map, map_overlap_eexist)
+{
+	char *buf = anon(SZ_2M + 2 * SZ_4K, SZ_4K);
+	long pins;
+	uint64_t sz;
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
+	pins = pins_outstanding();
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE + SZ_4K, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE + SZ_2M - SZ_4K, buf, 2 * SZ_4K, DMA_RW));
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE - SZ_4K, buf, 2 * SZ_4K, DMA_RW));
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE - SZ_4K, buf, SZ_2M + 2 * SZ_4K, DMA_RW));
+	/* EEXIST is checked before the IOVA ranges, after alignment. */
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE + 0x800, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(pins, pins_outstanding());
+	/* Adjacent on both sides is fine, and the same vaddr may be mapped
+	 * at two iovas (pinned twice). */
+	EXPECT_EQ(0, dma_map(self->container, IOVA_BASE + SZ_2M, buf + SZ_2M, SZ_4K, DMA_RW));
+	EXPECT_EQ(0, dma_map(self->container, IOVA_BASE - SZ_4K, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(pins + 2, pins_outstanding());
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE - SZ_4K, SZ_2M + 2 * SZ_4K, 0, &sz));
+	EXPECT_EQ(SZ_2M + 2 * SZ_4K, sz);
+}
+
+TEST_F(map, map_unmapped_vaddr)
+{
+	char *buf = anon(3 * SZ_4K, SZ_4K);
+	long pins;
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	ASSERT_EQ(0, munmap(buf + SZ_4K, SZ_4K));
+	pins = pins_outstanding();
+	/* Hole in the middle: the first page gets pinned, then unwound. */
+	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, buf, 3 * SZ_4K, DMA_RW));
+	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, buf + SZ_4K, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, NULL, SZ_4K, DMA_RW));
+	EXPECT_EQ(pins, pins_outstanding());
+	/* Nothing was left mapped. */
+	EXPECT_EQ(backend_param_read("dma_entry_limit"), iommu_dma_avail(self->container));
+	EXPECT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW));
+}
+
+TEST_F(map, map_readonly_vma)
+{
+	char *buf = anon(2 * SZ_4K, SZ_4K);
+	long pins, lck;
+	uint64_t sz;
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	ASSERT_EQ(0, mprotect(buf, 2 * SZ_4K, PROT_READ));
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	/* Device writes need a writable vma. */
+	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, buf, 2 * SZ_4K, DMA_RW));
+	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, buf, SZ_4K, VFIO_DMA_MAP_FLAG_WRITE));
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+	/* Device reads are fine. */
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, 2 * SZ_4K, VFIO_DMA_MAP_FLAG_READ));
+	EXPECT_EQ(pins + 2, pins_outstanding());
+	EXPECT_EQ(lck + 8, vmlck_kb());
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, 2 * SZ_4K, 0, &sz));
+	EXPECT_EQ(2 * SZ_4K, sz);
+}
+
+/* Two 2M mappings A=[B, B+2M) and C=[B+4M, B+6M). */
+static void map_two(struct __test_metadata *_metadata, int c, char *buf)
+{
+	ASSERT_EQ(0, dma_map(c, IOVA_BASE, buf, SZ_2M, DMA_RW));
+	ASSERT_EQ(0, dma_map(c, IOVA_BASE + 2 * SZ_2M, buf + SZ_2M, SZ_2M, DMA_RW));
+}
+
+/* vfio_dma_do_unmap(): v1 keeps the old coalescing semantics (an unmap
+ * starting inside a mapping unmaps nothing; one covering a mapping's first
+ * iova unmaps all of it), v2 refuses to bisect a mapping. */
+TEST_F(map, unmap_partial)
+{
+	char *buf = anon(2 * SZ_2M, SZ_4K);
+	uint64_t sz;
+	long pins = pins_outstanding();
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	map_two(_metadata, self->container, buf);
+	if (variant->v2) {
+		/* Start inside A. */
+		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE + SZ_4K, SZ_4K, 0, &sz));
+		EXPECT_EQ(SZ_4K, sz);	/* not written back on error */
+		/* End inside A. */
+		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_4K, 0, &sz));
+		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE - SZ_2M, SZ_2M + SZ_4K, 0, &sz));
+		/* Covers C, starts inside A. */
+		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE + SZ_4K, 3 * SZ_2M, 0, &sz));
+		/* Covers A, ends inside C. */
+		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, 2 * SZ_2M + SZ_4K, 0, &sz));
+		EXPECT_EQ(pins + 1024, pins_outstanding());
+		/* The gap between them: nothing. */
+		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE + SZ_2M, SZ_2M, 0, &sz));
+		EXPECT_EQ(0UL, sz);
+		/* Covering A with slack on both sides. */
+		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE - SZ_2M, 3 * SZ_2M, 0, &sz));
+		EXPECT_EQ(SZ_2M, sz);
+		EXPECT_EQ(pins + 512, pins_outstanding());
+	} else {
+		/* Start inside A: success, nothing unmapped. */
+		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE + SZ_4K, SZ_4K, 0, &sz));
+		EXPECT_EQ(0UL, sz);
+		/* Starts inside A and covers all of C: still nothing, the walk
+		 * stops at the first mapping it would bisect. */
+		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE + SZ_4K, 3 * SZ_2M, 0, &sz));
+		EXPECT_EQ(0UL, sz);
+		EXPECT_EQ(pins + 1024, pins_outstanding());
+		/* Covering A's first page unmaps all of A. */
+		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, SZ_4K, 0, &sz));
+		EXPECT_EQ(SZ_2M, sz);
+		EXPECT_EQ(pins + 512, pins_outstanding());
+		/* Again, starting before A's (old) start and ending inside C:
+		 * all of C. */
+		ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
+		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE + SZ_2M, SZ_2M + SZ_4K, 0, &sz));
+		EXPECT_EQ(SZ_2M, sz);
+		EXPECT_EQ(pins + 512, pins_outstanding());
+	}
+	/* What is left is A or C: one 2M mapping. */
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE - SZ_2M, 5 * SZ_2M, 0, &sz));
+	EXPECT_EQ(SZ_2M, sz);
+	EXPECT_EQ(pins, pins_outstanding());
+}
+
+/* One unmap covering several mappings reports their total. */
+TEST_F(map, unmap_multiple)
+{
+	char *buf = anon(2 * SZ_2M, SZ_4K);
+	uint64_t sz;
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	map_two(_metadata, self->container, buf);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + 8 * SZ_2M, buf, SZ_4K, DMA_RW));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, 8 * SZ_2M + SZ_4K, 0, &sz));
+	EXPECT_EQ(2 * SZ_2M + SZ_4K, sz);
+}
+
+TEST_F(map, unmap_nothing)
+{
+	uint64_t sz;
+
+	set_iommu(_metadata, self, variant);
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, SZ_4K, 0, &sz));
+	EXPECT_EQ(0UL, sz);
+	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
+	EXPECT_EQ(0UL, sz);
+	/* Outside the IOVA ranges is not an error for unmap. */
+	ASSERT_EQ(0, dma_unmap(self->container, arch_is_arm64() ? 0x8000000 : 0xfee00000,
+			       SZ_4K, 0, &sz));
+	EXPECT_EQ(0UL, sz);
+}
+
+TEST_F(map, unmap_bad_input)
+{
+	char *buf = anon(SZ_2M, SZ_4K);
+	struct vfio_iommu_type1_dma_unmap u;
+	uint64_t sz;
+	long pins;
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
+	pins = pins_outstanding();
+	/* argsz below minsz */
+	u = (struct vfio_iommu_type1_dma_unmap){ .argsz = UNMAP_MINSZ - 1, .iova = IOVA_BASE, .size = SZ_2M };
+	EXPECT_EQ(-EINVAL, xioctl(self->container, VFIO_IOMMU_UNMAP_DMA, (unsigned long)&u));
+	u.argsz = 0;
+	EXPECT_EQ(-EINVAL, xioctl(self->container, VFIO_IOMMU_UNMAP_DMA, (unsigned long)&u));
+	/* Unknown flags, and DIRTY_BITMAP combined with ALL or VADDR. */
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_2M, 1 << 3, &sz));
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_2M, 1u << 31, &sz));
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL |
+				     VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, &sz));
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_2M, VFIO_DMA_UNMAP_FLAG_VADDR |
+				     VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, &sz));
+	/* Zero size, misaligned iova or size. */
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, 0, 0, &sz));
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE + 0x800, SZ_2M, 0, &sz));
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_2M - 0x800, 0, &sz));
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, 1, 0, &sz));
+	/* iova + size - 1 wraps. */
+	EXPECT_EQ(-EOVERFLOW, dma_unmap(self->container, ~0ULL & ~(SZ_4K - 1), 2 * SZ_4K, 0, &sz));
+	EXPECT_EQ(-EOVERFLOW, dma_unmap(self->container, IOVA_BASE, ~0ULL & ~(SZ_4K - 1), 0, &sz));
+	/* ALL needs iova == size == 0. */
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, 0, SZ_2M, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_2M, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
+	/* On error the struct is not written back: size keeps its input. */
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_2M - 0x800, 0, &sz));
+	EXPECT_EQ(SZ_2M - 0x800, sz);
+	/* Nothing of the above unmapped anything. */
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
+}
+
+TEST_F(map, unmap_all)
+{
+	char *buf = anon(SZ_2M + 32 * SZ_4K, SZ_4K);
+	long pins = pins_outstanding(), lck = vmlck_kb();
+	uint64_t sz;
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + SZ_2M, buf + SZ_4K, SZ_2M, DMA_RW));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + 8 * SZ_2M, buf + SZ_4K + SZ_2M,
+			     16 * SZ_4K, DMA_RW));
+	EXPECT_EQ(pins + 1 + 512 + 16, pins_outstanding());
+	EXPECT_EQ(lck + 4 + 2048 + 64, vmlck_kb());
+	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
+	EXPECT_EQ(SZ_4K + SZ_2M + 16 * SZ_4K, sz);
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+	EXPECT_EQ(backend_param_read("dma_entry_limit"), iommu_dma_avail(self->container));
+	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
+	EXPECT_EQ(0UL, sz);
+}
+
+/* Mappings still present at close are unpinned by the release. */
+TEST_F(map, close_with_mappings)
+{
+	char *buf = anon(SZ_2M, SZ_4K);
+	long pins = pins_outstanding();
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
+	EXPECT_EQ(pins + 512, pins_outstanding());
+	/* The teardown's leak check does the rest. */
+}
+
+/* VFIO_UPDATE_VADDR: UNMAP_FLAG_VADDR invalidates, MAP_FLAG_VADDR sets
+ * the new vaddr; pins stay throughout. */
+TEST_F(map, update_vaddr)
+{
+	char *buf = anon(2 * SZ_2M, SZ_4K);
+	long pins = pins_outstanding();
+	uint64_t sz;
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
+	/* Not invalidated yet. */
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf + SZ_2M, SZ_2M,
+				   VFIO_DMA_MAP_FLAG_VADDR));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, SZ_2M, VFIO_DMA_UNMAP_FLAG_VADDR, &sz));
+	EXPECT_EQ(SZ_2M, sz);
+	EXPECT_EQ(pins + 512, pins_outstanding());
+	/* Twice: the second invalidation fails. */
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_2M, VFIO_DMA_UNMAP_FLAG_VADDR, &sz));
+	/* Still an existing mapping for a plain map. */
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
+	/* Must match the mapping exactly. */
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf + SZ_2M, SZ_4K,
+				   VFIO_DMA_MAP_FLAG_VADDR));
+	EXPECT_EQ(-ENOENT, dma_map(self->container, IOVA_BASE + SZ_2M, buf + SZ_2M, SZ_2M,
+				   VFIO_DMA_MAP_FLAG_VADDR));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf + SZ_2M, SZ_2M,
+			     VFIO_DMA_MAP_FLAG_VADDR));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_2M, VFIO_DMA_MAP_FLAG_VADDR));
+	EXPECT_EQ(pins + 512, pins_outstanding());
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, SZ_2M, 0, &sz));
+	EXPECT_EQ(SZ_2M, sz);
+	EXPECT_EQ(pins, pins_outstanding());
+}
+
+/* RLIMIT_MEMLOCK applies to a process without CAP_IPC_LOCK. Runs in a
+ * child that drops the capability; returns the failing step or 0. */
+static int memlock_child(int c, char *buf)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2];
+	struct rlimit rl = { .rlim_cur = 1 << 20, .rlim_max = 1 << 20 };
+	uint64_t sz;
+	long pins, lck;
+
+	if (syscall(SYS_capget, &hdr, data))
+		return 1;
+	data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+	data[CAP_TO_INDEX(CAP_IPC_LOCK)].permitted &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+	data[CAP_TO_INDEX(CAP_IPC_LOCK)].inheritable &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+	if (syscall(SYS_capset, &hdr, data))
+		return 2;
+	if (setrlimit(RLIMIT_MEMLOCK, &rl))
+		return 3;
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	if (lck != 0)
+		return 4;
+	/* 512K fits in 1M. */
+	if (dma_map(c, IOVA_BASE, buf, 128 * SZ_4K, DMA_RW))
+		return 5;
+	if (vmlck_kb() != 512 || pins_outstanding() != pins + 128)
+		return 6;
+	/* 2M does not: ENOMEM, nothing kept. */
+	if (dma_map(c, IOVA_BASE + SZ_2M, buf + 128 * SZ_4K, SZ_2M, DMA_RW) != -ENOMEM)
+		return 7;
+	if (vmlck_kb() != 512 || pins_outstanding() != pins + 128)
+		return 8;
+	/* Exactly up to the limit is fine ... */
+	if (dma_map(c, IOVA_BASE + SZ_2M, buf + 128 * SZ_4K, 128 * SZ_4K, DMA_RW))
+		return 9;
+	if (vmlck_kb() != 1024)
+		return 10;
+	/* ... one page more is not. */
+	if (dma_map(c, IOVA_BASE + 2 * SZ_2M, buf + 256 * SZ_4K, SZ_4K, DMA_RW) != -ENOMEM)
+		return 11;
+	if (dma_unmap(c, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz) || sz != 256 * SZ_4K)
+		return 12;
+	if (vmlck_kb() != 0 || pins_outstanding() != pins)
+		return 13;
+	return 0;
+}
+
+TEST_F(map, rlimit_memlock)
+{
+	char *buf = anon(SZ_2M + 256 * SZ_4K, SZ_4K);
+	int status;
+	pid_t pid;
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0)
+		_exit(memlock_child(self->container, buf));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("child failed at step %d", WEXITSTATUS(status));
+	/* With CAP_IPC_LOCK the same 2M maps fine. */
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
+}
+
+/* dma_entry_limit is read when the container's backend is opened
+ * (VFIO_SET_IOMMU); map number limit+1 fails with ENOSPC. */
+TEST_F(map, dma_entry_limit)
+{
+	char *buf = anon(8 * SZ_4K, SZ_4K);
+	uint64_t sz;
+
+	ASSERT_NE(NULL, buf);
+	self->old_limit = backend_param_read("dma_entry_limit");
+	ASSERT_GE(self->old_limit, 0) TH_LOG("no dma_entry_limit parameter");
+	ASSERT_EQ(0, backend_param_write("dma_entry_limit", 4));
+	set_iommu(_metadata, self, variant);
+	/* Changing it now does not affect this container. */
+	ASSERT_EQ(0, backend_param_write("dma_entry_limit", 2));
+	EXPECT_EQ(4, iommu_dma_avail(self->container));
+	for (int i = 0; i < 4; i++)
+		ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + i * SZ_2M, buf + i * SZ_4K,
+				     SZ_4K, DMA_RW));
+	EXPECT_EQ(0, iommu_dma_avail(self->container));
+	EXPECT_EQ(-ENOSPC, dma_map(self->container, IOVA_BASE + 4 * SZ_2M, buf + 4 * SZ_4K,
+				   SZ_4K, DMA_RW));
+	/* ENOSPC comes after EEXIST and before the IOVA range check. */
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-ENOSPC, dma_map(self->container, 1ULL << 63, buf, SZ_4K, DMA_RW));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, SZ_4K, 0, &sz));
+	EXPECT_EQ(SZ_4K, sz);
+	EXPECT_EQ(1, iommu_dma_avail(self->container));
+	EXPECT_EQ(0, dma_map(self->container, IOVA_BASE + 4 * SZ_2M, buf + 4 * SZ_4K, SZ_4K, DMA_RW));
+	EXPECT_EQ(-ENOSPC, dma_map(self->container, IOVA_BASE + 5 * SZ_2M, buf + 5 * SZ_4K,
+				   SZ_4K, DMA_RW));
+}
+
+TEST_HARNESS_MAIN
