@@ -195,6 +195,7 @@ impl Container {
 
     /// Tears the container down; cannot fail.
     pub(crate) fn release(self: Arc<Self>) {
+        crate::debugfs::unregister(&self);
         let mut inner = self.inner.lock();
         inner.remove_all_mappings();
         let domains = core::mem::take(&mut inner.domains);
@@ -364,6 +365,60 @@ impl Container {
             );
         }
         drop(freed);
+    }
+
+    /// Writes this container's topology for the debugfs view.
+    pub(crate) fn describe(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let inner = self.inner.lock();
+        writeln!(
+            f,
+            "container {} ({}): {} domains, {} mappings, dma_avail {}, iova_pgsizes {:#x}",
+            self.id,
+            if self.v2() { "type1v2" } else { "type1" },
+            inner.domains.len(),
+            inner.mappings.iter().count(),
+            inner.dma_avail,
+            inner.pgsize_bitmap
+        )?;
+        write!(f, "  valid iova:")?;
+        for r in inner.valid.ranges() {
+            write!(f, " {:#x}-{:#x}", r.start(), r.last())?;
+        }
+        writeln!(f)?;
+        for (i, d) in inner.domains.iter().enumerate() {
+            let ap = d.aperture();
+            write!(
+                f,
+                "  domain {}: pgsizes {:#x}, aperture {:#x}-{:#x}, enforce_cache_coherency {}, groups",
+                i,
+                d.pgsize_bitmap(),
+                ap.start(),
+                ap.last(),
+                d.enforce_cache_coherency()
+            )?;
+            for g in d.groups() {
+                write!(f, " {}", g.id())?;
+            }
+            writeln!(f)?;
+        }
+        for m in inner.mappings.iter() {
+            let runs = m.pinned.runs();
+            let largest = runs.iter().map(|r| r.npages).max().unwrap_or(0);
+            writeln!(
+                f,
+                "  mapping iova {:#x}-{:#x} size {:#x} vaddr {:#x} prot {}{}{} runs {} largest_run_pages {}",
+                m.range.start(),
+                m.range.last(),
+                m.size(),
+                m.vaddr,
+                if m.prot.0 & bindings::IOMMU_READ != 0 { "r" } else { "-" },
+                if m.prot.writable() { "w" } else { "-" },
+                if m.vaddr_invalid { " vaddr-invalid" } else { "" },
+                runs.len(),
+                largest
+            )?;
+        }
+        Ok(())
     }
 
     /// `VFIO_DMA_CC_IOMMU`: every domain enforces cache coherency.

@@ -7,6 +7,8 @@
 //! table. Each entry point borrows the container, calls a safe method and
 //! turns its `Result` into an errno.
 
+use kernel::debugfs::Dir;
+use kernel::debugfs::File;
 use kernel::error::to_result;
 use kernel::prelude::*;
 use kernel::sync::Arc;
@@ -15,6 +17,7 @@ use kernel::types::ForeignOwnable;
 
 mod bindings;
 mod container;
+mod debugfs;
 mod domain;
 mod iova;
 mod mapping;
@@ -33,15 +36,26 @@ module! {
     license: "GPL v2",
 }
 
-struct VfioType1Rs;
+struct VfioType1Rs {
+    // Dropped in declaration order: the file before its directory.
+    _view: Pin<KBox<File<debugfs::View>>>,
+    _dir: Dir,
+}
 
 impl kernel::Module for VfioType1Rs {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        // SAFETY: called once, before any container exists.
+        unsafe { debugfs::CONTAINERS.init() };
+        let dir = Dir::new(c"vfio_iommu_type1_rs");
+        let view = KBox::pin_init(dir.read_only_file(c"containers", debugfs::View), GFP_KERNEL)?;
         // SAFETY: `vfio_rs_register` has no preconditions; the ops table it
         // registers is static and points at this crate's entry points.
         to_result(unsafe { bindings::vfio_rs_register() })?;
         pr_info!("registered VFIO IOMMU driver vfio-iommu-type1-rs\n");
-        Ok(VfioType1Rs)
+        Ok(VfioType1Rs {
+            _view: view,
+            _dir: dir,
+        })
     }
 }
 
@@ -70,7 +84,12 @@ unsafe fn container<'a>(iommu_data: *mut c_void) -> ArcBorrow<'a, Container> {
 /// `open`: called by VFIO_SET_IOMMU with the requested type.
 #[no_mangle]
 extern "C" fn vfio_rs_open(arg: c_ulong) -> *mut c_void {
-    match IommuType::from_arg(arg).and_then(Container::new) {
+    let open = || -> Result<Arc<Container>> {
+        let c = Container::new(IommuType::from_arg(arg)?)?;
+        debugfs::register(&c)?;
+        Ok(c)
+    };
+    match open() {
         Ok(c) => c.into_foreign(),
         Err(e) => e.to_ptr(),
     }

@@ -429,6 +429,19 @@ static inline int kmsg_watch_faults(struct kmsg_watch *w, int timeout_ms)
 	return w->nlines;
 }
 
+/* Does one of the fault lines name this (page-aligned) IOVA? Both
+ * intel-iommu ("fault addr 0x...") and SMMUv3 ("iova: 0x...") print it. */
+static inline bool kmsg_watch_names_iova(struct kmsg_watch *w, uint64_t iova)
+{
+	char hex[32];
+
+	snprintf(hex, sizeof(hex), "0x%llx ", (unsigned long long)iova);
+	for (int i = 0; i < w->nlines; i++)
+		if (strstr(w->line[i], hex))
+			return true;
+	return false;
+}
+
 /*
  * The fault reports are rate limited (DEFAULT_RATELIMIT_BURST = 10 per
  * DEFAULT_RATELIMIT_INTERVAL = 5 s); intel-iommu's dmar_fault() spends about

@@ -261,6 +261,9 @@ TEST_F(info, pgsizes)
 	EXPECT_EQ(SZ_4K, pg & -pg);
 	EXPECT_EQ(SZ_4K | SZ_2M, pg & (SZ_4K | SZ_2M));
 	EXPECT_EQ(0UL, pg & (SZ_4K - 1));
+	/* Exactly 4K|2M|1G in the test VM on both arches (QEMU intel-iommu
+	 * with 2M/1G second-level superpages; SMMUv3 4K granule). */
+	EXPECT_EQ(SZ_4K | SZ_2M | SZ_1G, pg);
 }
 
 /* Walks the chain: every cap once, ids known, offsets inside argsz and
@@ -359,6 +362,14 @@ TEST_F(info, iova_ranges)
 		win_start = 0xfee00000;
 		win_end = 0xfeefffff;
 	}
+	/* Exactly two ranges in the test VM: the aperture minus the MSI
+	 * window. x86_64: QEMU intel-iommu's default 39-bit address width;
+	 * arm64: SMMUv3 with a 48-bit input address size. */
+	EXPECT_EQ(2U, r->nr_iovas);
+	EXPECT_EQ(win_start - 1, r->iova_ranges[0].end);
+	EXPECT_EQ(win_end + 1, r->iova_ranges[1].start);
+	EXPECT_EQ(arch_is_arm64() ? (1ULL << 48) - 1 : (1ULL << 39) - 1,
+		  r->iova_ranges[r->nr_iovas - 1].end);
 	EXPECT_FALSE(range_touches(r, win_start, win_end));
 	EXPECT_TRUE(range_has(r, win_start - SZ_4K, win_start - 1));
 	EXPECT_TRUE(range_has(r, win_end + 1, win_end + SZ_4K));

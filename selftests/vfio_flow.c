@@ -13,7 +13,7 @@ static int step_no;
 
 static long step(const char *what, long ret)
 {
-	printf("  %d. %-52s -> %s%ld%s%s\n", ++step_no, what,
+	printf("  %2d. %-52s -> %s%ld%s%s\n", ++step_no, what,
 	       ret < 0 ? "error " : "", ret, ret < 0 ? " " : "",
 	       ret < 0 ? strerror(-ret) : "");
 	fflush(stdout);

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * What vfio-type1-rs shows beyond the C module: its debugfs view of
+ * containers, domains, groups and mappings (which makes the merge of
+ * compatible groups onto one domain observable), and its KUnit suites.
+ * On the C backend these tests skip: it has neither.
+ */
+#include "kselftest_harness.h"
+#include "vfio_util.h"
+#include "leak_util.h"
+
+#define VIEW "/sys/kernel/debug/vfio_iommu_type1_rs/containers"
+
+static bool backend_is_rust(void)
+{
+	const char *b = getenv("VFIO_BACKEND");
+
+	return b && !strcmp(b, "rust");
+}
+
+/* Reads the whole view into buf; -errno on failure. */
+static int read_view(char *buf, size_t len)
+{
+	int fd = open(VIEW, O_RDONLY);
+	size_t off = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	while (off < len - 1 && (n = read(fd, buf + off, len - 1 - off)) > 0)
+		off += n;
+	buf[off] = 0;
+	close(fd);
+	return 0;
+}
+
+FIXTURE(topology) {
+	int container;
+	int group[2];
+	struct leak_baseline base;
+};
+
+FIXTURE_SETUP(topology)
+{
+	if (!backend_is_rust())
+		SKIP(return, "the C module has no debugfs view");
+	leak_baseline_take(_metadata, &self->base);
+	self->container = open("/dev/vfio/vfio", O_RDWR);
+	ASSERT_GE(self->container, 0);
+	for (int i = 0; i < 2; i++) {
+		const struct vfio_test_group *g = vfio_test_group_find(1, i);
+
+		ASSERT_NE(NULL, g) TH_LOG("need two single-device groups");
+		self->group[i] = vfio_open_viable_group(g->id);
+		ASSERT_GE(self->group[i], 0);
+	}
+}
+
+FIXTURE_TEARDOWN(topology)
+{
+	if (!backend_is_rust())
+		return;
+	close(self->group[0]);
+	close(self->group[1]);
+	close(self->container);
+	leak_check(_metadata, &self->base);
+}
+
+/* Two single-device groups behind one IOMMU end up on one domain; a
+ * mapping made before the second group joined shows in the view. */
+TEST_F(topology, merge_is_visible)
+{
+	const struct vfio_test_group *g0 = vfio_test_group_find(1, 0);
+	const struct vfio_test_group *g1 = vfio_test_group_find(1, 1);
+	char view[8192], want[64];
+	void *buf = mmap_aligned(SZ_2M, SZ_2M, PROT_READ | PROT_WRITE);
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, xioctl(self->group[0], VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
+	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	ASSERT_EQ(0, dma_map(self->container, 0x100000, buf, SZ_2M,
+			     VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE));
+	ASSERT_EQ(0, xioctl(self->group[1], VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
+
+	ASSERT_EQ(0, read_view(view, sizeof(view)));
+	TH_LOG("%s", view);
+	EXPECT_NE(NULL, strstr(view, "type1v2): 1 domains, 1 mappings"));
+	snprintf(want, sizeof(want), "groups %d %d\n", g0->id, g1->id);
+	EXPECT_NE(NULL, strstr(view, want)) TH_LOG("expected '%s'", want);
+	EXPECT_NE(NULL, strstr(view, "mapping iova 0x100000-0x2fffff size 0x200000"));
+
+	ASSERT_EQ(0, dma_unmap(self->container, 0x100000, SZ_2M, 0, NULL));
+	ASSERT_EQ(0, read_view(view, sizeof(view)));
+	EXPECT_NE(NULL, strstr(view, "1 domains, 0 mappings"));
+	munmap(buf, SZ_2M);
+}
+
+/* A container disappears from the view when its last group leaves. */
+TEST_F(topology, released_container_leaves_view)
+{
+	char view[8192];
+
+	ASSERT_EQ(0, xioctl(self->group[0], VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
+	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU));
+	ASSERT_EQ(0, read_view(view, sizeof(view)));
+	EXPECT_NE(NULL, strstr(view, "1 containers\n"));
+	EXPECT_NE(NULL, strstr(view, "(type1): 1 domains, 0 mappings"));
+	ASSERT_EQ(0, xioctl(self->group[0], VFIO_GROUP_UNSET_CONTAINER, 0));
+	ASSERT_EQ(0, read_view(view, sizeof(view)));
+	/* The kernel's debugfs Writer adds one blank line at the end. */
+	EXPECT_EQ(0, strncmp(view, "0 containers\n", 13)) TH_LOG("%s", view);
+	EXPECT_EQ(NULL, strstr(view, "container 1"));
+}
+
+/* The module's KUnit suites ran at insmod (CONFIG_KUNIT=y) and passed. */
+TEST(kunit_suites_passed)
+{
+	char line[512];
+	int suites = 0, failed = 0;
+	FILE *f;
+
+	if (!backend_is_rust())
+		SKIP(return, "KUnit suites live in the Rust module");
+	f = popen("dmesg", "r");
+	ASSERT_NE(NULL, f);
+	while (fgets(line, sizeof(line), f)) {
+		const char *p = strstr(line, "ok ");
+
+		if (!p || !strstr(p, " vfio_rs_"))
+			continue;
+		/* Top-level suite result lines: "ok N vfio_rs_x" / "not ok N vfio_rs_x". */
+		if (p > line + 4 && !strncmp(p - 4, "not ", 4))
+			failed++;
+		suites++;
+		TH_LOG("%s", line);
+	}
+	pclose(f);
+	EXPECT_GT(suites, 0) TH_LOG("no vfio_rs_* KUnit suite result in dmesg");
+	EXPECT_EQ(0, failed);
+}
+
+TEST_HARNESS_MAIN
