@@ -17,3 +17,54 @@ struct page *vfio_rs_pfn_to_page(unsigned long pfn)
 {
 	return pfn_to_page(pfn);
 }
+
+/*
+ * The pfns behind @vaddr when it lies in a VM_PFNMAP vma of the current
+ * process (e.g. another device's BAR mapped by vfio-pci), faulting the
+ * mapping in if needed. Returns how many pfns from *@pfn on are contiguous
+ * within that mapping's block (at most @npages), 0 if @vaddr is not in a
+ * VM_PFNMAP vma, or -errno. Only non-struct-page (or reserved) pfns count,
+ * as in the C module: they are mapped without pinning.
+ *
+ * Why C: follow_pfnmap_start() walks a vma under mmap_lock with a stack
+ * struct of page-table internals that the Rust mm abstractions do not wrap.
+ */
+long vfio_rs_pfnmap_lookup(unsigned long vaddr, unsigned long npages,
+			   bool write, unsigned long *pfn)
+{
+	struct mm_struct *mm = current->mm;
+	struct follow_pfnmap_args args;
+	struct vm_area_struct *vma;
+	long ret;
+
+	mmap_read_lock(mm);
+retry:
+	vma = vma_lookup(mm, vaddr);
+	ret = 0;
+	if (vma && (vma->vm_flags & VM_PFNMAP)) {
+		args = (struct follow_pfnmap_args) { .vma = vma, .address = vaddr };
+		ret = follow_pfnmap_start(&args);
+		if (ret) {
+			bool unlocked = false;
+
+			ret = fixup_user_fault(mm, vaddr, FAULT_FLAG_REMOTE |
+					       (write ? FAULT_FLAG_WRITE : 0), &unlocked);
+			if (unlocked)
+				goto retry;
+			if (!ret)
+				ret = follow_pfnmap_start(&args);
+		}
+		if (!ret) {
+			*pfn = args.pfn;
+			if ((write && !args.writable) ||
+			    (pfn_valid(*pfn) && !PageReserved(pfn_to_page(*pfn))))
+				ret = -EFAULT;
+			else
+				ret = min_t(long, npages,
+					    ((*pfn | (~args.addr_mask >> PAGE_SHIFT)) + 1) - *pfn);
+			follow_pfnmap_end(&args);
+		}
+	}
+	mmap_read_unlock(mm);
+	return ret;
+}

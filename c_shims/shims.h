@@ -31,6 +31,8 @@ void vfio_rs_iotlb_sync(struct iommu_domain *domain,
 			struct iommu_iotlb_gather *gather);
 unsigned long vfio_rs_page_to_pfn(struct page *page);
 struct page *vfio_rs_pfn_to_page(unsigned long pfn);
+long vfio_rs_pfnmap_lookup(unsigned long vaddr, unsigned long npages,
+			   bool write, unsigned long *pfn);
 int vfio_rs_register(void);
 bool vfio_rs_param_allow_unsafe_interrupts(void);
 bool vfio_rs_param_disable_hugepages(void);

@@ -17,11 +17,14 @@ use crate::bindings;
 /// How many `struct page *` one GUP call fills: one page of pointers.
 pub(crate) const BATCH_PAGES: usize = PAGE_SIZE / core::mem::size_of::<*mut bindings::page>();
 
-/// A physically contiguous run of pinned pages.
+/// A physically contiguous run of pages.
 #[derive(Clone, Copy)]
 pub(crate) struct PfnRun {
     pub(crate) pfn: usize,
     pub(crate) npages: usize,
+    /// `false` for pfns of a VM_PFNMAP range (a device BAR): mapped
+    /// without a pin and not accounted, as the C module does.
+    pub(crate) pinned: bool,
 }
 
 /// Scratch space for one GUP call, allocated before the container lock.
@@ -144,11 +147,12 @@ impl PinnedPages {
             )
         };
         if got <= 0 {
-            return Err(if got == 0 {
+            let gup_err = if got == 0 {
                 EFAULT
             } else {
                 Error::from_errno(got)
-            });
+            };
+            return self.add_pfnmap(addr, npages - self.npages, writable, gup_err);
         }
         // `0 < got <= want`.
         let got = got as usize;
@@ -168,13 +172,61 @@ impl PinnedPages {
             // SAFETY: `p` is a valid pinned page.
             let pfn = unsafe { bindings::vfio_rs_page_to_pfn(p) } as usize;
             match self.runs.last_mut() {
-                Some(run) if !single_pages && run.pfn + run.npages == pfn => run.npages += 1,
+                Some(run) if !single_pages && run.pinned && run.pfn + run.npages == pfn => {
+                    run.npages += 1
+                }
                 // Cannot fail: capacity reserved above.
-                _ => self.runs.push(PfnRun { pfn, npages: 1 }, GFP_KERNEL)?,
+                _ => self.runs.push(
+                    PfnRun {
+                        pfn,
+                        npages: 1,
+                        pinned: true,
+                    },
+                    GFP_KERNEL,
+                )?,
             }
             self.npages += 1;
         }
         Ok(got)
+    }
+
+    /// GUP refused `addr`: if it lies in a VM_PFNMAP range, records the
+    /// contiguous pfns there (unpinned, unaccounted) and returns how many;
+    /// otherwise fails with GUP's error.
+    fn add_pfnmap(
+        &mut self,
+        addr: u64,
+        left: usize,
+        writable: bool,
+        gup_err: Error,
+    ) -> Result<usize> {
+        let mut pfn: c_ulong = 0;
+        // SAFETY: runs in the ioctl's process context; `pfn` is a live local.
+        let n = unsafe {
+            bindings::vfio_rs_pfnmap_lookup(addr as c_ulong, left as c_ulong, writable, &mut pfn)
+        };
+        if n == 0 {
+            return Err(gup_err);
+        }
+        if n < 0 {
+            return Err(Error::from_errno(n as c_int));
+        }
+        // `0 < n <= left`.
+        let n = n as usize;
+        match self.runs.last_mut() {
+            Some(run) if !run.pinned && run.pfn + run.npages == pfn => run.npages += n,
+            // Cannot fail: the caller reserved room for one more run.
+            _ => self.runs.push(
+                PfnRun {
+                    pfn,
+                    npages: n,
+                    pinned: false,
+                },
+                GFP_KERNEL,
+            )?,
+        }
+        self.npages += n;
+        Ok(n)
     }
 
     pub(crate) fn runs(&self) -> &[PfnRun] {
@@ -224,6 +276,9 @@ impl PinnedPages {
 }
 
 fn unpin_run(run: PfnRun, dirty: bool) {
+    if !run.pinned {
+        return;
+    }
     // SAFETY: `run.pfn` is a valid pfn of a page we pinned.
     let page = unsafe { bindings::vfio_rs_pfn_to_page(run.pfn as c_ulong) };
     // SAFETY: the `run.npages` pages starting at `page` are contiguous and

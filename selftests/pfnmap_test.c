@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * MAP_DMA of a VM_PFNMAP range: a device BAR mmapped from a vfio device fd
+ * (what QEMU does for peer-to-peer DMA). The backend maps its pfns without
+ * pinning or accounting them; a BAR mapped read-only cannot be mapped for
+ * device writes.
+ */
+#include "kselftest_harness.h"
+#include "vfio_util.h"
+#include "leak_util.h"
+
+FIXTURE(pfnmap) {
+	int container, group, device;
+	void *bar;
+	size_t bar_size;
+	struct leak_baseline base;
+};
+
+FIXTURE_SETUP(pfnmap)
+{
+	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
+	struct vfio_region_info reg = { .argsz = sizeof(reg), .index = VFIO_PCI_BAR0_REGION_INDEX };
+
+	leak_baseline_take(_metadata, &self->base);
+	ASSERT_NE(NULL, g);
+	self->container = open("/dev/vfio/vfio", O_RDWR);
+	ASSERT_GE(self->container, 0);
+	self->group = vfio_open_viable_group(g->id);
+	ASSERT_GE(self->group, 0);
+	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
+	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	self->device = xioctl(self->group, VFIO_GROUP_GET_DEVICE_FD, (unsigned long)g->dev[0]);
+	ASSERT_GE(self->device, 0);
+	ASSERT_EQ(0, xioctl(self->device, VFIO_DEVICE_GET_REGION_INFO, (unsigned long)&reg));
+	ASSERT_NE(0, (int)(reg.flags & VFIO_REGION_INFO_FLAG_MMAP));
+	self->bar_size = reg.size;
+	self->bar = mmap(NULL, reg.size, PROT_READ | PROT_WRITE, MAP_SHARED, self->device, reg.offset);
+	ASSERT_NE(MAP_FAILED, self->bar);
+}
+
+FIXTURE_TEARDOWN(pfnmap)
+{
+	munmap(self->bar, self->bar_size);
+	close(self->device);
+	close(self->group);
+	close(self->container);
+	leak_check(_metadata, &self->base);
+}
+
+TEST_F(pfnmap, map_bar_without_pinning)
+{
+	long pins = pins_outstanding(), vmlck = vmlck_kb();
+
+	ASSERT_EQ(0, dma_map(self->container, 0x40000000, self->bar, self->bar_size,
+			     VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE));
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(vmlck, vmlck_kb());
+	EXPECT_EQ(-EEXIST, dma_map(self->container, 0x40000000, self->bar, 0x1000,
+				   VFIO_DMA_MAP_FLAG_READ));
+	uint64_t unmapped = 0;
+
+	EXPECT_EQ(0, dma_unmap(self->container, 0x40000000, self->bar_size, 0, &unmapped));
+	EXPECT_EQ(self->bar_size, unmapped);
+}
+
+/* A BAR mapped read-only in the process cannot be mapped device-writable. */
+TEST_F(pfnmap, readonly_bar_refuses_write)
+{
+	struct vfio_region_info reg = { .argsz = sizeof(reg), .index = VFIO_PCI_BAR0_REGION_INDEX };
+	uint64_t unmapped = 0;
+	void *ro;
+
+	ASSERT_EQ(0, xioctl(self->device, VFIO_DEVICE_GET_REGION_INFO, (unsigned long)&reg));
+	ro = mmap(NULL, 0x1000, PROT_READ, MAP_SHARED, self->device, reg.offset);
+	ASSERT_NE(MAP_FAILED, ro);
+	EXPECT_EQ(-EFAULT, dma_map(self->container, 0x40000000, ro, 0x1000,
+				   VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE));
+	EXPECT_EQ(0, dma_map(self->container, 0x40000000, ro, 0x1000, VFIO_DMA_MAP_FLAG_READ));
+	EXPECT_EQ(0, dma_unmap(self->container, 0x40000000, 0x1000, 0, &unmapped));
+	EXPECT_EQ(0x1000UL, unmapped);
+	munmap(ro, 0x1000);
+}
+
+/* A hole after the first page: the pin error, and the first page unpinned again. */
+TEST_F(pfnmap, hole_in_range_fails_cleanly)
+{
+	long r;
+	char *area = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_NE(MAP_FAILED, area);
+	munmap(area + 0x1000, 0x1000);
+	memset(area, 1, 0x1000);
+	r = dma_map(self->container, 0x40000000, area, 0x2000,
+		    VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
+	EXPECT_EQ(-EFAULT, r);
+	munmap(area, 0x1000);
+}
+
+TEST_HARNESS_MAIN
