@@ -6,12 +6,13 @@
 #   make selftests   build the kselftests for ARCH
 #   make check       all tests, both arches, both backends
 #   make run         set up, build and walk through the VFIO flow in a VM
+#   make bench       MAP/UNMAP_DMA throughput, ours vs the C module (not a test)
 
 ARCH ?= x86_64
 SHELL := /bin/bash
 SCRIPTS := $(CURDIR)/scripts
 
-.PHONY: all setup kernels module selftests check run clean
+.PHONY: all setup kernels module selftests check run bench clean
 
 all: module
 
@@ -33,6 +34,9 @@ check:
 
 run:
 	@$(SCRIPTS)/demo
+
+bench:
+	@$(SCRIPTS)/bench
 
 clean:
 	rm -rf out

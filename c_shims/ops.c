@@ -18,6 +18,7 @@ static const struct vfio_iommu_driver_ops vfio_rs_ops = {
 	.ioctl		= vfio_rs_ioctl,
 	.attach_group	= vfio_rs_attach_group,
 	.detach_group	= vfio_rs_detach_group,
+	.group_iommu_domain = vfio_rs_group_iommu_domain,
 };
 
 int vfio_rs_register(void)

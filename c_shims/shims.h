@@ -20,6 +20,8 @@ long vfio_rs_ioctl(void *iommu_data, unsigned int cmd, unsigned long arg);
 int vfio_rs_attach_group(void *iommu_data, struct iommu_group *group,
 			 enum vfio_group_type type);
 void vfio_rs_detach_group(void *iommu_data, struct iommu_group *group);
+struct iommu_domain *vfio_rs_group_iommu_domain(void *iommu_data,
+						struct iommu_group *group);
 
 /* Rust -> C: defined in c_shims/{ops,iommu,mm,params}.c. */
 bool vfio_rs_domain_enforce_cache_coherency(struct iommu_domain *domain);

@@ -421,6 +421,24 @@ impl Container {
         Ok(())
     }
 
+    /// The domain `group` is attached to.
+    ///
+    /// # Errors
+    ///
+    /// `ENODEV` if the group is not attached.
+    pub(crate) fn group_iommu_domain(
+        &self,
+        group: GroupRef,
+    ) -> Result<*mut bindings::iommu_domain> {
+        let inner = self.inner.lock();
+        let d = inner
+            .domains
+            .iter()
+            .find(|d| d.has_group(group))
+            .ok_or(ENODEV)?;
+        Ok(d.raw_ptr())
+    }
+
     /// `VFIO_DMA_CC_IOMMU`: every domain enforces cache coherency.
     fn domains_enforce_cache_coherency(&self) -> bool {
         self.inner

@@ -192,6 +192,11 @@ impl Domain {
         })
     }
 
+    /// The `iommu_domain` itself, for vfio core's `group_iommu_domain`.
+    pub(crate) fn raw_ptr(&self) -> *mut bindings::iommu_domain {
+        self.raw.as_ptr()
+    }
+
     pub(crate) fn groups(&self) -> &[GroupRef] {
         &self.groups
     }

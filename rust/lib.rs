@@ -139,6 +139,23 @@ extern "C" fn vfio_rs_attach_group(
     }
 }
 
+/// `group_iommu_domain`: the paging domain `group` is attached to
+/// (`ERR_PTR(-ENODEV)` if none, `-EINVAL` for NULL arguments).
+#[no_mangle]
+extern "C" fn vfio_rs_group_iommu_domain(
+    iommu_data: *mut c_void,
+    group: *mut bindings::iommu_group,
+) -> *mut bindings::iommu_domain {
+    if iommu_data.is_null() || group.is_null() {
+        return EINVAL.to_ptr();
+    }
+    // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
+    let c = unsafe { container(iommu_data) };
+    // SAFETY: vfio core holds a reference on `group` while it asks.
+    let group = unsafe { domain::GroupRef::new(group) };
+    c.group_iommu_domain(group).unwrap_or_else(|e| e.to_ptr())
+}
+
 /// `detach_group`: a group leaves the container. Cannot fail.
 #[no_mangle]
 extern "C" fn vfio_rs_detach_group(iommu_data: *mut c_void, group: *mut bindings::iommu_group) {

@@ -115,6 +115,23 @@ static inline void leak_check(struct __test_metadata *_metadata,
 	EXPECT_EQ(0, backend_refcnt()) TH_LOG("%s refcnt not back to 0", backend_module());
 }
 
+/* A /proc/meminfo field in kB; -1 if absent. */
+static inline long meminfo_kb(const char *key)
+{
+	char line[256];
+	size_t n = strlen(key);
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':')
+			v = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
 /* Backend module parameter; -1 on failure. */
 static inline long backend_param_read(const char *param)
 {

@@ -168,22 +168,6 @@ TEST_F(map, map_read_only_or_write_only)
 	EXPECT_EQ(2 * SZ_4K, sz);
 }
 
-static long meminfo_kb(const char *key)
-{
-	char line[256];
-	size_t n = strlen(key);
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n) && line[n] == ':')
-			v = strtol(line + n + 1, NULL, 10);
-	fclose(f);
-	return v;
-}
-
 TEST_F(map, map_thp)
 {
 	size_t size = 2 * SZ_2M;
