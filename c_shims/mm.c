@@ -3,9 +3,11 @@
  * Page-frame helpers for the Rust crate.
  *
  * Why C: page_to_pfn() and pfn_to_page() are macros whose definition
- * depends on the memory model (SPARSEMEM_VMEMMAP, ...).
+ * depends on the memory model (SPARSEMEM_VMEMMAP, ...), and
+ * num_pages_contiguous() is a static inline built on them.
  */
 #include <linux/mm.h>
+#include <linux/mm_inline.h>
 #include "shims.h"
 
 unsigned long vfio_rs_page_to_pfn(struct page *page)
@@ -67,4 +69,10 @@ retry:
 	}
 	mmap_read_unlock(mm);
 	return ret;
+}
+
+/* How many of @pages, from the first, are contiguous (n >= 1). */
+unsigned long vfio_rs_pages_contiguous(struct page **pages, unsigned long n)
+{
+	return num_pages_contiguous(pages, n);
 }

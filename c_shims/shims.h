@@ -33,6 +33,7 @@ void vfio_rs_iotlb_sync(struct iommu_domain *domain,
 			struct iommu_iotlb_gather *gather);
 unsigned long vfio_rs_page_to_pfn(struct page *page);
 struct page *vfio_rs_pfn_to_page(unsigned long pfn);
+unsigned long vfio_rs_pages_contiguous(struct page **pages, unsigned long n);
 long vfio_rs_pfnmap_lookup(unsigned long vaddr, unsigned long npages,
 			   bool write, unsigned long *pfn);
 int vfio_rs_register(void);

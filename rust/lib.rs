@@ -65,6 +65,8 @@ impl Drop for VfioType1Rs {
         // module (vfio core's try_module_get on `ops->owner`).
         // SAFETY: registration succeeded in `init`.
         unsafe { bindings::vfio_rs_unregister() };
+        // Statics are never dropped: free the (empty) registry's buffer.
+        drop(core::mem::take(&mut *debugfs::CONTAINERS.lock()));
         pr_info!("unregistered VFIO IOMMU driver vfio-iommu-type1-rs\n");
     }
 }

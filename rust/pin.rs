@@ -156,36 +156,50 @@ impl PinnedPages {
         }
         // `0 < got <= want`.
         let got = got as usize;
-        let pages = &batch.pages[..got];
         // SAFETY: `mm` is alive (`mmgrab`) and has users (it is current's).
         let ret =
             unsafe { bindings::account_locked_vm(self.mm.as_raw().cast(), got as c_ulong, true) };
         if ret != 0 {
-            for &p in pages {
+            for &p in &batch.pages[..got] {
                 // SAFETY: `p` was pinned just above and is recorded nowhere.
                 unsafe { bindings::unpin_user_page_range_dirty_lock(p, 1, false) };
             }
             return Err(Error::from_errno(ret));
         }
         self.locked += got;
-        for &p in pages {
-            // SAFETY: `p` is a valid pinned page.
-            let pfn = unsafe { bindings::vfio_rs_page_to_pfn(p) } as usize;
+        // Walk the batch a contiguous stretch at a time, so that huge pages
+        // cost one pfn lookup per stretch rather than one per page.
+        let mut i = 0;
+        while i < got {
+            let rest = &mut batch.pages[i..got];
+            // SAFETY: `rest[0]` is a valid pinned page.
+            let pfn = unsafe { bindings::vfio_rs_page_to_pfn(rest[0]) } as usize;
+            let n = if single_pages {
+                1
+            } else {
+                // SAFETY: `rest` holds `rest.len() >= 1` valid page pointers.
+                let n = unsafe {
+                    bindings::vfio_rs_pages_contiguous(rest.as_mut_ptr(), rest.len() as c_ulong)
+                };
+                // `1 <= n <= rest.len()`.
+                n as usize
+            };
             match self.runs.last_mut() {
                 Some(run) if !single_pages && run.pinned && run.pfn + run.npages == pfn => {
-                    run.npages += 1
+                    run.npages += n
                 }
-                // Cannot fail: capacity reserved above.
+                // Cannot fail: capacity reserved above (one run per page at most).
                 _ => self.runs.push(
                     PfnRun {
                         pfn,
-                        npages: 1,
+                        npages: n,
                         pinned: true,
                     },
                     GFP_KERNEL,
                 )?,
             }
-            self.npages += 1;
+            self.npages += n;
+            i += n;
         }
         Ok(got)
     }

@@ -1,0 +1,39 @@
+#!/bin/sh
+# Runs the selftests on the debug kernel (lockdep, kmemleak, atomic-sleep
+# checks), then reports, as TAP, whether the kernel complained:
+#   1. no lockdep report, WARN, BUG or "sleeping function" splat in dmesg;
+#   2. no kmemleak report that involves vfio (ours or vfio core).
+cd "$(dirname "$0")"
+./run_tests.sh
+rc=$?
+
+echo "TAP version 13"
+echo "1..2"
+splats=$(dmesg | grep -E "WARNING:|BUG:|DEBUG_LOCKS_WARN_ON|possible circular locking|inconsistent lock state|possible recursive locking|Possible unsafe locking|suspicious RCU usage|sleeping function called from invalid context|turning off the locking correctness validator")
+if [ -z "$splats" ]; then
+	echo "ok 1 debug_kernel.no_lockdep_warn_or_bug"
+else
+	echo "$splats" | sed 's/^/# /'
+	dmesg | grep -A 40 -E "WARNING:|BUG:|possible circular|inconsistent lock" | head -80 | sed 's/^/# /'
+	echo "not ok 1 debug_kernel.no_lockdep_warn_or_bug"
+fi
+
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	# Objects must be older than kmemleak's minimum age to be reported, and
+	# a second scan weeds out transient false positives.
+	sleep 6
+	echo scan > /sys/kernel/debug/kmemleak
+	sleep 6
+	echo scan > /sys/kernel/debug/kmemleak
+	leaks=$(cat /sys/kernel/debug/kmemleak)
+	ours=$(echo "$leaks" | awk '/^unreferenced object/ { if (blk ~ /vfio/) print blk; blk = "" } { blk = blk "\n" $0 } END { if (blk ~ /vfio/) print blk }')
+	if [ -z "$ours" ]; then
+		echo "ok 2 debug_kernel.no_kmemleak_in_vfio # $(echo "$leaks" | grep -c '^unreferenced') unrelated reports"
+	else
+		echo "$ours" | sed 's/^/# /'
+		echo "not ok 2 debug_kernel.no_kmemleak_in_vfio"
+	fi
+else
+	echo "ok 2 debug_kernel.no_kmemleak_in_vfio # SKIP kmemleak not available"
+fi
+exit $rc
