@@ -6,6 +6,7 @@
  * on purpose), its ops are reached through a table the core exports no
  * function for, and the IOTLB gather helpers are static inlines.
  */
+#include <linux/device.h>
 #include <linux/iommu.h>
 #include "shims.h"
 
@@ -30,6 +31,12 @@ void vfio_rs_domain_aperture(struct iommu_domain *domain, u64 *start, u64 *end)
 {
 	*start = domain->geometry.aperture_start;
 	*end = domain->geometry.aperture_end;
+}
+
+/* Why C: dev_name() is a static inline. */
+const char *vfio_rs_dev_name(struct device *dev)
+{
+	return dev_name(dev);
 }
 
 void vfio_rs_iotlb_gather_init(struct iommu_iotlb_gather *gather)

@@ -8,6 +8,7 @@
  */
 #include <linux/mm.h>
 #include <linux/mm_inline.h>
+#include <linux/uaccess.h>
 #include "shims.h"
 
 unsigned long vfio_rs_page_to_pfn(struct page *page)
@@ -75,4 +76,10 @@ retry:
 unsigned long vfio_rs_pages_contiguous(struct page **pages, unsigned long n)
 {
 	return num_pages_contiguous(pages, n);
+}
+
+/* Why C: access_ok() is an arch macro. */
+bool vfio_rs_access_ok(unsigned long addr, unsigned long size)
+{
+	return access_ok((void __user *)addr, size);
 }

@@ -28,12 +28,15 @@ bool vfio_rs_domain_enforce_cache_coherency(struct iommu_domain *domain);
 const void *vfio_rs_domain_ops(struct iommu_domain *domain);
 unsigned long vfio_rs_domain_pgsize_bitmap(struct iommu_domain *domain);
 void vfio_rs_domain_aperture(struct iommu_domain *domain, u64 *start, u64 *end);
+struct device;
+const char *vfio_rs_dev_name(struct device *dev);
 void vfio_rs_iotlb_gather_init(struct iommu_iotlb_gather *gather);
 void vfio_rs_iotlb_sync(struct iommu_domain *domain,
 			struct iommu_iotlb_gather *gather);
 unsigned long vfio_rs_page_to_pfn(struct page *page);
 struct page *vfio_rs_pfn_to_page(unsigned long pfn);
 unsigned long vfio_rs_pages_contiguous(struct page **pages, unsigned long n);
+bool vfio_rs_access_ok(unsigned long addr, unsigned long size);
 long vfio_rs_pfnmap_lookup(unsigned long vaddr, unsigned long npages,
 			   bool write, unsigned long *pfn);
 int vfio_rs_register(void);

@@ -20,6 +20,7 @@ use kernel::sync::Arc;
 use kernel::sync::Mutex;
 
 use crate::bindings;
+use crate::dirty;
 use crate::domain::Domain;
 use crate::domain::GroupRef;
 use crate::iova::IovaRange;
@@ -40,10 +41,6 @@ use crate::uapi::IommuType;
 
 /// Numbers containers in log lines.
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
-
-/// The largest dirty bitmap the MIGRATION capability advertises: one bit
-/// per page for `i32::MAX` pages, rounded up to u64 words (the C module's).
-const DIRTY_BITMAP_SIZE_MAX: u64 = (i32::MAX as u64).next_multiple_of(64) / 8;
 
 /// `PAGE_MASK` as a u64.
 const PAGE_MASK: u64 = !(PAGE_SIZE as u64 - 1);
@@ -72,6 +69,8 @@ pub(crate) struct ContainerInner {
     dma_avail: u32,
     /// Mappings whose vaddr was invalidated (`VFIO_DMA_UNMAP_FLAG_VADDR`).
     vaddr_invalid_count: u32,
+    /// `VFIO_IOMMU_DIRTY_PAGES_FLAG_START` is in effect.
+    dirty_tracking: bool,
 }
 
 impl ContainerInner {
@@ -181,6 +180,7 @@ impl Container {
                         pgsize_bitmap: PAGE_MASK,
                         dma_avail: params::dma_entry_limit(),
                         vaddr_invalid_count: 0,
+                        dirty_tracking: false,
                     },
                     "Container::inner"
                 ),
@@ -400,6 +400,11 @@ impl Container {
                 write!(f, " {}", g.id())?;
             }
             writeln!(f)?;
+            for g in d.groups() {
+                write!(f, "    group {} devices:", g.id())?;
+                g.write_devices(f)?;
+                writeln!(f)?;
+            }
         }
         for m in inner.mappings.iter() {
             let runs = m.pinned.runs();
@@ -456,7 +461,7 @@ impl Container {
 
         let mut mig = [0u8; 24];
         mig[8..16].copy_from_slice(&inner.min_pgsize().to_ne_bytes());
-        mig[16..24].copy_from_slice(&DIRTY_BITMAP_SIZE_MAX.to_ne_bytes());
+        mig[16..24].copy_from_slice(&dirty::BITMAP_SIZE_MAX.to_ne_bytes());
         reply.add_cap(bindings::VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, 1, &mig)?;
         reply.add_cap(
             bindings::VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL,
@@ -538,6 +543,12 @@ impl Container {
         if !inner.valid.allows(&range) {
             return Err(EINVAL);
         }
+        // While tracking, the C module sizes a bitmap for the new mapping.
+        if inner.dirty_tracking
+            && req.size >> inner.min_pgsize().trailing_zeros() > dirty::BITMAP_PAGES_MAX
+        {
+            return Err(EINVAL);
+        }
 
         let prot = Prot(prot);
         let npages = usize::try_from(req.size >> PAGE_SHIFT).map_err(|_| EINVAL)?;
@@ -577,6 +588,7 @@ impl Container {
                 return Err(e);
             }
         };
+        let nruns = pinned.runs().len();
         inner.mappings.insert(
             slot,
             Mapping {
@@ -588,6 +600,16 @@ impl Container {
             },
         );
         inner.dma_avail -= 1;
+        if params::verbose() {
+            pr_info!(
+                "container {}: map iova {:#x}-{:#x} as {} contiguous runs into {} domains\n",
+                self.id,
+                range.start(),
+                range.last(),
+                nruns,
+                inner.domains.len()
+            );
+        }
         Ok(())
     }
 
@@ -602,11 +624,6 @@ impl Container {
         let req = DmaUnmap::read(arg)?;
         let all = req.flags & bindings::VFIO_DMA_UNMAP_FLAG_ALL != 0;
         let invalidate_vaddr = req.flags & bindings::VFIO_DMA_UNMAP_FLAG_VADDR != 0;
-        if req.flags & bindings::VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP != 0 {
-            // Dirty tracking is never enabled in this backend yet; the C
-            // module answers EINVAL then.
-            return Err(EINVAL);
-        }
         let mut inner = self.inner.lock();
         let pgmask = inner.min_pgsize() - 1;
         if req.iova & pgmask != 0 {
@@ -623,6 +640,12 @@ impl Container {
             }
             IovaRange::from_size(req.iova, req.size)?
         };
+        // A dirty bitmap needs tracking on, at the smallest page size.
+        if let Some(bm) = &req.bitmap {
+            if !inner.dirty_tracking || bm.pgsize != pgmask + 1 {
+                return Err(EINVAL);
+            }
+        }
         // v2 never splits a mapping: the range must not bisect one.
         if self.v2() && !all {
             if let Some(m) = inner.mappings.find(range.start()) {
@@ -656,16 +679,109 @@ impl Container {
                 }
             }
         } else {
+            // With a bitmap, each mapping is reported before it goes; a
+            // fault stops there (the ones before stay unmapped).
+            let mut done = keys.len();
+            let mut result = Ok(());
+            if let Some(bm) = &req.bitmap {
+                let pgshift = inner.min_pgsize().trailing_zeros();
+                for (i, k) in keys.iter().enumerate() {
+                    let Some(m) = inner.mappings.get(*k) else {
+                        continue;
+                    };
+                    if let Err(e) = bm.report_all_dirty(req.iova, &m.range, pgshift) {
+                        done = i;
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
             let mappings = &inner.mappings;
-            unmapped = keys
+            unmapped = keys[..done]
                 .iter()
                 .filter_map(|k| mappings.get(*k))
                 .map(|m| m.size())
                 .sum();
-            inner.remove_mappings(keys.iter().copied());
+            inner.remove_mappings(keys[..done].iter().copied());
+            if params::verbose() {
+                pr_info!(
+                    "container {}: unmap iova {:#x}-{:#x}: {} mappings, {:#x} bytes, one IOTLB flush per domain\n",
+                    self.id,
+                    range.start(),
+                    range.last(),
+                    done,
+                    unmapped
+                );
+            }
+            result?;
         }
         drop(inner);
         req.write_back(arg, unmapped)
+    }
+}
+
+impl Container {
+    /// `VFIO_IOMMU_DIRTY_PAGES`.
+    ///
+    /// # Errors
+    ///
+    /// `EACCES` on a v1 container; `EINVAL` for a bad request, a bitmap
+    /// not at the smallest page size, a range bisecting a mapping, or
+    /// GET_BITMAP while tracking is off; `EFAULT`.
+    fn dirty_pages(&self, arg: c_ulong) -> Result {
+        if !self.v2() {
+            return Err(EACCES);
+        }
+        let req = uapi::DirtyPages::read(arg)?;
+        let mut inner = self.inner.lock();
+        match req {
+            uapi::DirtyPages::Start => {
+                // The C module sizes a bitmap per mapping here.
+                let pgshift = inner.min_pgsize().trailing_zeros();
+                if inner
+                    .mappings
+                    .iter()
+                    .any(|m| m.size() >> pgshift > dirty::BITMAP_PAGES_MAX)
+                {
+                    return Err(EINVAL);
+                }
+                inner.dirty_tracking = true;
+            }
+            uapi::DirtyPages::Stop => inner.dirty_tracking = false,
+            uapi::DirtyPages::GetBitmap { range, bitmap } => {
+                let pgsize = inner.min_pgsize();
+                if bitmap.pgsize != pgsize || range.start() & (pgsize - 1) != 0 {
+                    return Err(EINVAL);
+                }
+                // `size` = last - start + 1 must be aligned too.
+                if (range.last() - range.start() + 1) & (pgsize - 1) != 0 || !inner.dirty_tracking {
+                    return Err(EINVAL);
+                }
+                // The range must not bisect a mapping.
+                if inner
+                    .mappings
+                    .find(range.start())
+                    .is_some_and(|m| m.range.start() != range.start())
+                    || inner
+                        .mappings
+                        .find(range.last())
+                        .is_some_and(|m| m.range.last() != range.last())
+                {
+                    return Err(EINVAL);
+                }
+                let pgshift = pgsize.trailing_zeros();
+                for m in inner.mappings.iter() {
+                    if m.range.start() < range.start() {
+                        continue;
+                    }
+                    if m.range.start() > range.last() {
+                        break;
+                    }
+                    bitmap.report_all_dirty(range.start(), &m.range, pgshift)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -694,6 +810,7 @@ pub(crate) fn ioctl(container: Option<&Container>, cmd: c_uint, arg: c_ulong) ->
         uapi::IOMMU_GET_INFO => c.get_info(arg)?,
         uapi::IOMMU_MAP_DMA => c.map_dma(arg)?,
         uapi::IOMMU_UNMAP_DMA => c.unmap_dma(arg)?,
+        uapi::IOMMU_DIRTY_PAGES => c.dirty_pages(arg)?,
         _ => return Err(ENOTTY),
     }
     Ok(0)

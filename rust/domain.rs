@@ -90,6 +90,31 @@ impl GroupRef {
         NonNull::new(dev).ok_or(ENODEV)
     }
 
+    /// Writes the names of the group's devices, space separated.
+    pub(crate) fn write_devices(self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        struct Ctx<'a, 'b> {
+            f: &'a mut core::fmt::Formatter<'b>,
+            res: core::fmt::Result,
+        }
+        extern "C" fn one(dev: *mut bindings::device, data: *mut c_void) -> c_int {
+            // SAFETY: `data` is the `Ctx` passed below, alive for the call.
+            let ctx = unsafe { &mut *data.cast::<Ctx<'_, '_>>() };
+            // SAFETY: `dev` is a live device of the group; its name is a
+            // NUL-terminated string that outlives this call.
+            let name = unsafe { CStr::from_char_ptr(bindings::vfio_rs_dev_name(dev)) };
+            ctx.res = ctx
+                .res
+                .and_then(|()| write!(ctx.f, " {}", name.to_str().unwrap_or("?")));
+            0
+        }
+        let mut ctx = Ctx { f, res: Ok(()) };
+        // SAFETY: `ptr` is valid (type invariant); `one` only uses `ctx`.
+        unsafe {
+            bindings::iommu_group_for_each_dev(self.ptr.as_ptr(), (&raw mut ctx).cast(), Some(one))
+        };
+        ctx.res
+    }
+
     /// The group's reserved regions (MSI windows, RMRs, ...).
     ///
     /// # Errors

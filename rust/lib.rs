@@ -18,6 +18,7 @@ use kernel::types::ForeignOwnable;
 mod bindings;
 mod container;
 mod debugfs;
+mod dirty;
 mod domain;
 mod iova;
 mod mapping;

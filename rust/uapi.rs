@@ -8,6 +8,7 @@ use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
 use crate::bindings;
+use crate::dirty::UserBitmap;
 
 const fn vfio_io(nr: u32) -> u32 {
     // Widening u8 -> u32 (`From` is not const).
@@ -22,6 +23,63 @@ pub(crate) const IOMMU_GET_INFO: u32 = vfio_io(12);
 pub(crate) const IOMMU_MAP_DMA: u32 = vfio_io(13);
 /// `VFIO_IOMMU_UNMAP_DMA`.
 pub(crate) const IOMMU_UNMAP_DMA: u32 = vfio_io(14);
+/// `VFIO_IOMMU_DIRTY_PAGES`.
+pub(crate) const IOMMU_DIRTY_PAGES: u32 = vfio_io(17);
+
+/// What a `VFIO_IOMMU_DIRTY_PAGES` call asks for.
+pub(crate) enum DirtyPages {
+    Start,
+    Stop,
+    /// Report `[iova, iova + size)` into `bitmap`.
+    GetBitmap {
+        range: crate::iova::IovaRange,
+        bitmap: UserBitmap,
+    },
+}
+
+impl DirtyPages {
+    /// Copies the request in and validates it as the C module does before
+    /// taking its lock.
+    ///
+    /// # Errors
+    ///
+    /// `EFAULT`; `EINVAL` (short argsz, unknown flags, not exactly one flag,
+    /// zero size, bad bitmap); `EOVERFLOW`.
+    pub(crate) fn read(arg: c_ulong) -> Result<Self> {
+        const MINSZ: usize = 8;
+        let b: [u8; MINSZ] = read_head(arg)?;
+        let (argsz, flags) = (u32_at(&b, 0), u32_at(&b, 4));
+        let start = bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_START;
+        let stop = bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP;
+        let get = bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
+        if (argsz as usize) < MINSZ || flags & !(start | stop | get) != 0 || flags.count_ones() != 1
+        {
+            return Err(EINVAL);
+        }
+        if flags == start {
+            return Ok(Self::Start);
+        }
+        if flags == stop {
+            return Ok(Self::Stop);
+        }
+        // struct vfio_iommu_type1_dirty_bitmap_get: iova, size, bitmap.
+        if (argsz as usize) < MINSZ + 40 {
+            return Err(EINVAL);
+        }
+        let mut raw = [0u8; 40];
+        UserSlice::new(UserPtr::from_addr(arg + MINSZ), 40)
+            .reader()
+            .read_slice(&mut raw)?;
+        let (iova, size) = (u64_at(&raw, 0), u64_at(&raw, 8));
+        if size == 0 {
+            return Err(EINVAL);
+        }
+        let range = crate::iova::IovaRange::from_size(iova, size)?;
+        let bitmap = UserBitmap::from_bytes(&raw[16..]);
+        bitmap.validate(size)?;
+        Ok(Self::GetBitmap { range, bitmap })
+    }
+}
 
 /// Reads the first `N` bytes of the user struct at `arg`.
 ///
@@ -86,6 +144,8 @@ pub(crate) struct DmaUnmap {
     pub(crate) flags: u32,
     pub(crate) iova: u64,
     pub(crate) size: u64,
+    /// The `struct vfio_bitmap` after the struct, with GET_DIRTY_BITMAP.
+    pub(crate) bitmap: Option<UserBitmap>,
 }
 
 impl DmaUnmap {
@@ -111,11 +171,26 @@ impl DmaUnmap {
         {
             return Err(EINVAL);
         }
+        let (iova, size) = (u64_at(&b, 8), u64_at(&b, 16));
+        let mut bitmap = None;
+        if flags & dirty != 0 {
+            if (argsz as usize) < Self::MINSZ + 24 {
+                return Err(EINVAL);
+            }
+            let mut raw = [0u8; 24];
+            UserSlice::new(UserPtr::from_addr(arg + Self::MINSZ), 24)
+                .reader()
+                .read_slice(&mut raw)?;
+            let bm = UserBitmap::from_bytes(&raw);
+            bm.validate(size)?;
+            bitmap = Some(bm);
+        }
         Ok(Self {
             argsz,
             flags,
-            iova: u64_at(&b, 8),
-            size: u64_at(&b, 16),
+            iova,
+            size,
+            bitmap,
         })
     }
 
