@@ -78,6 +78,12 @@ unsigned long vfio_rs_pages_contiguous(struct page **pages, unsigned long n)
 	return num_pages_contiguous(pages, n);
 }
 
+/* Why C: rlimit() is a static inline. */
+unsigned long vfio_rs_rlimit_memlock(void)
+{
+	return rlimit(RLIMIT_MEMLOCK);
+}
+
 /* Why C: access_ok() is an arch macro. */
 bool vfio_rs_access_ok(unsigned long addr, unsigned long size)
 {

@@ -37,6 +37,7 @@ unsigned long vfio_rs_page_to_pfn(struct page *page);
 struct page *vfio_rs_pfn_to_page(unsigned long pfn);
 unsigned long vfio_rs_pages_contiguous(struct page **pages, unsigned long n);
 bool vfio_rs_access_ok(unsigned long addr, unsigned long size);
+unsigned long vfio_rs_rlimit_memlock(void);
 long vfio_rs_pfnmap_lookup(unsigned long vaddr, unsigned long npages,
 			   bool write, unsigned long *pfn);
 int vfio_rs_register(void);

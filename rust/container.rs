@@ -567,7 +567,7 @@ impl Container {
         let mm = kernel::current!()
             .mm()
             .map(|mm| ARef::<Mm>::from(&**mm))
-            .ok_or(EFAULT)?;
+            .ok_or(ENODEV)?;
         let (pinned, mapped) = PinnedPages::pin(
             mm,
             req.vaddr,

@@ -164,7 +164,13 @@ impl PinnedPages {
                 // SAFETY: `p` was pinned just above and is recorded nowhere.
                 unsafe { bindings::unpin_user_page_range_dirty_lock(p, 1, false) };
             }
-            return Err(Error::from_errno(ret));
+            let err = Error::from_errno(ret);
+            if err == ENOMEM {
+                // SAFETY: reads current's rlimit.
+                let limit = unsafe { bindings::vfio_rs_rlimit_memlock() };
+                pr_warn!("map: RLIMIT_MEMLOCK ({}) exceeded\n", limit);
+            }
+            return Err(err);
         }
         self.locked += got;
         // Walk the batch a contiguous stretch at a time, so that huge pages
