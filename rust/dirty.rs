@@ -74,8 +74,8 @@ impl UserBitmap {
     }
 
     /// Marks every page of `mapping` dirty in the user bitmap, whose bit 0
-    /// is the page at `base`. Words wholly covered are written; in the first
-    /// word the bits below the mapping keep the user's value (so adjacent
+    /// is the page at `base`. Words wholly covered are written; a first word
+    /// shared with what comes before keeps the user's bits (so adjacent
     /// mappings sharing a word combine), in the last the bits past it are 0.
     ///
     /// # Errors
@@ -96,7 +96,10 @@ impl UserBitmap {
             UserSlice::new(UserPtr::from_addr(word_addr(0)), 8)
                 .reader()
                 .read_slice(&mut b)?;
-            u64::from_ne_bytes(b) & ((1u64 << shift) - 1)
+            // The C module ORs the whole word back (`bitmap_or` over
+            // `shift` bits covers the full first long), so the user's own
+            // bits in it survive: keep that ABI.
+            u64::from_ne_bytes(b)
         } else {
             0
         };

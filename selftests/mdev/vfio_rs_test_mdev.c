@@ -1,0 +1,482 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vfio_rs_test_mdev: a tiny mediated device for the vfio-type1-rs selftests.
+ *
+ * The type1 backend's emulated-IOMMU interface (pin_pages, unpin_pages,
+ * dma_rw, register_device + the .dma_unmap notification) is only reachable
+ * from a kernel driver. This module is that driver, reduced to a command
+ * interface that user space (selftests/emulated_test.c) drives through the
+ * VFIO device fd:
+ *
+ *   pwrite(devfd, &cmd, n, 0)  runs one command (struct trm_cmd below);
+ *   pread(devfd, &res, n, 0)   returns its result (struct trm_result) plus
+ *                              the device's .dma_unmap counters.
+ *
+ * Region 0 (VFIO_DEVICE_GET_REGION_INFO index 0, offset 0) is that command
+ * window; it is the only region. The layouts are duplicated in
+ * emulated_test.c: keep both in sync.
+ *
+ * Every page the driver pins is tracked (one table entry per pin reference)
+ * so that UNPIN, the .dma_unmap callback and close_device can give back
+ * exactly what was taken: vfio requires an emulated-IOMMU driver to unpin
+ * everything in a range it is told about, and the type1 backend BUG()s after
+ * ten retries otherwise.
+ */
+#include <linux/device.h>
+#include <linux/highmem.h>
+#include <linux/mdev.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/vfio.h>
+
+#define TRM_NAME "vfio_rs_test_mdev"
+
+/* --- the user-space ABI (mirrored in selftests/emulated_test.c) --------- */
+
+enum trm_op {
+	TRM_OP_NOP = 0,		/* nothing; refreshes the counters in the result */
+	TRM_OP_PIN = 1,		/* vfio_pin_pages(iova, npage, prot) */
+	TRM_OP_UNPIN = 2,	/* vfio_unpin_pages(iova, npage) of pages we pinned */
+	TRM_OP_DMA_READ = 3,	/* vfio_dma_rw(iova, len, write=false) -> res.data */
+	TRM_OP_DMA_WRITE = 4,	/* vfio_dma_rw(iova, len, write=true) <- cmd.data */
+	TRM_OP_RESET_COUNTERS = 5,
+};
+
+#define TRM_DATA_MAX	8192	/* DMA_RW payload: two 4K pages */
+#define TRM_PEEK_BYTES	64	/* PIN: bytes of the first pinned page returned */
+
+struct trm_cmd {
+	__u32 op;
+	__u32 prot;	/* PIN: IOMMU_READ (1) | IOMMU_WRITE (2) */
+	__u64 iova;
+	__s32 npage;	/* PIN / UNPIN */
+	__u32 len;	/* DMA_READ / DMA_WRITE */
+	__u8 data[];	/* DMA_WRITE: len bytes */
+};
+
+struct trm_result {
+	__s64 ret;		/* the vfio call's return value (or -errno) */
+	__u64 unmap_calls;	/* .dma_unmap callbacks since open/reset */
+	__u64 last_unmap_iova;	/* arguments of the last .dma_unmap */
+	__u64 last_unmap_len;
+	__u64 unmap_unpinned;	/* pages unpinned by .dma_unmap callbacks */
+	__u64 pinned;		/* pin references the driver holds now */
+	__u8 data[TRM_DATA_MAX]; /* PIN: first TRM_PEEK_BYTES of page 0;
+				  * DMA_READ: the bytes read */
+};
+
+/* --- driver state ------------------------------------------------------- */
+
+/* One pin reference: the type1 backend counts references per iova, so a
+ * page pinned twice needs two entries and two unpins. */
+struct trm_pin {
+	u64 iova;
+	struct page *page;
+};
+
+/* Enough for a full VFIO_PIN_PAGES_MAX_ENTRIES pin plus a second one. */
+#define TRM_MAX_PINS	(2 * VFIO_PIN_PAGES_MAX_ENTRIES)
+
+struct trm_state {
+	struct vfio_device vdev;
+	/* Serialises commands, the .dma_unmap callback and close. Lock
+	 * order: lock -> type1's iommu->lock (taken inside vfio_pin_pages);
+	 * the callback runs with iommu->lock dropped, so no inversion. */
+	struct mutex lock;
+	struct trm_pin *pins;	/* TRM_MAX_PINS slots, page == NULL: free */
+	unsigned int npins;
+	u64 unmap_calls, last_unmap_iova, last_unmap_len, unmap_unpinned;
+	struct trm_result res;	/* result of the last command */
+	u8 cmdbuf[sizeof(struct trm_cmd) + TRM_DATA_MAX];
+};
+
+static struct trm_state *to_trm(struct vfio_device *vdev)
+{
+	return container_of(vdev, struct trm_state, vdev);
+}
+
+static struct trm_pin *trm_find_pin(struct trm_state *s, u64 iova)
+{
+	int j;
+
+	for (j = 0; j < TRM_MAX_PINS; j++)
+		if (s->pins[j].page && s->pins[j].iova == iova)
+			return &s->pins[j];
+	return NULL;
+}
+
+/* Drops one tracked reference for each page of [iova, iova+npage pages):
+ * returns false and changes nothing unless every page has one. */
+static bool trm_untrack_range(struct trm_state *s, u64 iova, int npage)
+{
+	int i;
+
+	if (npage <= 0 || npage > VFIO_PIN_PAGES_MAX_ENTRIES)
+		return false;
+	for (i = 0; i < npage; i++)
+		if (!trm_find_pin(s, iova + (u64)i * PAGE_SIZE))
+			return false;
+	for (i = 0; i < npage; i++) {
+		trm_find_pin(s, iova + (u64)i * PAGE_SIZE)->page = NULL;
+		s->npins--;
+	}
+	return true;
+}
+
+static void trm_do_pin(struct trm_state *s, const struct trm_cmd *c)
+{
+	struct page **pages;
+	int n = c->npage, ret, i, j;
+	void *va;
+
+	/* vfio core limits a call to VFIO_PIN_PAGES_MAX_ENTRIES (-E2BIG past
+	 * it) and rejects 0; pass such requests through to get its errno but
+	 * never allocate more than that. */
+	if (n > 0 && n <= VFIO_PIN_PAGES_MAX_ENTRIES && s->npins + n > TRM_MAX_PINS) {
+		s->res.ret = -ENOSPC;
+		return;
+	}
+	pages = kcalloc(clamp_t(int, n, 1, VFIO_PIN_PAGES_MAX_ENTRIES + 1),
+			sizeof(*pages), GFP_KERNEL);
+	if (!pages) {
+		s->res.ret = -ENOMEM;
+		return;
+	}
+	ret = vfio_pin_pages(&s->vdev, c->iova, n, c->prot, pages);
+	s->res.ret = ret;
+	if (ret > 0) {
+		for (i = 0, j = 0; i < ret; i++) {
+			while (s->pins[j].page)
+				j++;
+			s->pins[j].iova = c->iova + (u64)i * PAGE_SIZE;
+			s->pins[j].page = pages[i];
+			s->npins++;
+		}
+		/* Prove the page is the process's: the test compares these
+		 * bytes with what it wrote at that address. */
+		va = kmap_local_page(pages[0]);
+		memcpy(s->res.data, va, TRM_PEEK_BYTES);
+		kunmap_local(va);
+	}
+	kfree(pages);
+}
+
+static void trm_do_unpin(struct trm_state *s, const struct trm_cmd *c)
+{
+	/* Only unpin what this driver pinned: type1 WARNs on an unpin of an
+	 * unmapped iova, and an unpin of someone else's reference would
+	 * corrupt its count. */
+	if (!trm_untrack_range(s, c->iova, c->npage)) {
+		s->res.ret = -ENOENT;
+		return;
+	}
+	vfio_unpin_pages(&s->vdev, c->iova, c->npage);
+	s->res.ret = c->npage;
+}
+
+/* Unpins every tracked reference in [iova, iova + len); returns how many. */
+static u64 trm_unpin_range(struct trm_state *s, u64 iova, u64 len)
+{
+	u64 n = 0;
+	int j;
+
+	for (j = 0; j < TRM_MAX_PINS; j++) {
+		struct trm_pin *p = &s->pins[j];
+
+		if (!p->page || p->iova < iova || p->iova - iova >= len)
+			continue;
+		vfio_unpin_pages(&s->vdev, p->iova, 1);
+		p->page = NULL;
+		s->npins--;
+		n++;
+	}
+	return n;
+}
+
+/* --- vfio_device_ops ---------------------------------------------------- */
+
+static int trm_init_dev(struct vfio_device *vdev)
+{
+	struct trm_state *s = to_trm(vdev);
+
+	mutex_init(&s->lock);
+	s->pins = kcalloc(TRM_MAX_PINS, sizeof(*s->pins), GFP_KERNEL);
+	return s->pins ? 0 : -ENOMEM;
+}
+
+static void trm_release_dev(struct vfio_device *vdev)
+{
+	struct trm_state *s = to_trm(vdev);
+
+	kfree(s->pins);
+	mutex_destroy(&s->lock);
+}
+
+static int trm_open_device(struct vfio_device *vdev)
+{
+	struct trm_state *s = to_trm(vdev);
+
+	/* Each open starts with fresh counters and result. */
+	mutex_lock(&s->lock);
+	s->unmap_calls = s->last_unmap_iova = s->last_unmap_len = 0;
+	s->unmap_unpinned = 0;
+	memset(&s->res, 0, sizeof(s->res));
+	mutex_unlock(&s->lock);
+	return 0;
+}
+
+static void trm_close_device(struct vfio_device *vdev)
+{
+	struct trm_state *s = to_trm(vdev);
+
+	/* The device is still open for vfio here (open_count == 1), so pins
+	 * left by the test are given back now rather than leaked. */
+	mutex_lock(&s->lock);
+	trm_unpin_range(s, 0, U64_MAX);
+	mutex_unlock(&s->lock);
+}
+
+/* Called by type1 (vfio_notify_dma_unmap) before it removes a mapping that
+ * has pages pinned through us: we must unpin them all. */
+static void trm_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
+{
+	struct trm_state *s = to_trm(vdev);
+
+	mutex_lock(&s->lock);
+	s->unmap_calls++;
+	s->last_unmap_iova = iova;
+	s->last_unmap_len = length;
+	s->unmap_unpinned += trm_unpin_range(s, iova, length);
+	mutex_unlock(&s->lock);
+}
+
+static long trm_ioctl(struct vfio_device *vdev, unsigned int cmd, unsigned long arg)
+{
+	struct vfio_device_info info;
+	unsigned long minsz = offsetofend(struct vfio_device_info, num_irqs);
+
+	if (cmd != VFIO_DEVICE_GET_INFO)
+		return -ENOTTY;
+	if (copy_from_user(&info, (void __user *)arg, minsz))
+		return -EFAULT;
+	if (info.argsz < minsz)
+		return -EINVAL;
+	info.flags = VFIO_DEVICE_FLAGS_PLATFORM;
+	info.num_regions = 1;
+	info.num_irqs = 0;
+	return copy_to_user((void __user *)arg, &info, minsz) ? -EFAULT : 0;
+}
+
+/* VFIO_DEVICE_GET_REGION_INFO is handled by vfio core through this op. */
+static int trm_get_region_info(struct vfio_device *vdev, struct vfio_region_info *info,
+			       struct vfio_info_cap *caps)
+{
+	if (info->index != 0)
+		return -EINVAL;
+	info->offset = 0;
+	info->size = sizeof(struct trm_cmd) + TRM_DATA_MAX;
+	info->flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+	return 0;
+}
+
+static ssize_t trm_read(struct vfio_device *vdev, char __user *buf, size_t count,
+			loff_t *ppos)
+{
+	struct trm_state *s = to_trm(vdev);
+	ssize_t ret = count;
+
+	if (*ppos != 0 || count > sizeof(s->res))
+		return -EINVAL;
+	mutex_lock(&s->lock);
+	s->res.unmap_calls = s->unmap_calls;
+	s->res.last_unmap_iova = s->last_unmap_iova;
+	s->res.last_unmap_len = s->last_unmap_len;
+	s->res.unmap_unpinned = s->unmap_unpinned;
+	s->res.pinned = s->npins;
+	if (copy_to_user(buf, &s->res, count))
+		ret = -EFAULT;
+	mutex_unlock(&s->lock);
+	return ret;
+}
+
+static ssize_t trm_write(struct vfio_device *vdev, const char __user *buf, size_t count,
+			 loff_t *ppos)
+{
+	struct trm_state *s = to_trm(vdev);
+	struct trm_cmd *c = (struct trm_cmd *)s->cmdbuf;
+	ssize_t ret = count;
+
+	if (*ppos != 0 || count < sizeof(*c) || count > sizeof(s->cmdbuf))
+		return -EINVAL;
+	mutex_lock(&s->lock);
+	if (copy_from_user(s->cmdbuf, buf, count)) {
+		ret = -EFAULT;
+		goto out;
+	}
+	memset(&s->res, 0, sizeof(s->res));
+	switch (c->op) {
+	case TRM_OP_NOP:
+		break;
+	case TRM_OP_PIN:
+		trm_do_pin(s, c);
+		break;
+	case TRM_OP_UNPIN:
+		trm_do_unpin(s, c);
+		break;
+	case TRM_OP_DMA_READ:
+	case TRM_OP_DMA_WRITE:
+		/* A write needs its payload in this same write(2). */
+		if (c->len > TRM_DATA_MAX ||
+		    (c->op == TRM_OP_DMA_WRITE && count < sizeof(*c) + c->len)) {
+			ret = -EINVAL;
+			break;
+		}
+		/* vfio_dma_rw copies to/from the mapping's user address with
+		 * copy_{to,from}_user: this runs in the test process, whose
+		 * mm is the mapping's. */
+		if (c->op == TRM_OP_DMA_WRITE)
+			s->res.ret = vfio_dma_rw(vdev, c->iova, c->data, c->len, true);
+		else
+			s->res.ret = vfio_dma_rw(vdev, c->iova, s->res.data, c->len, false);
+		break;
+	case TRM_OP_RESET_COUNTERS:
+		s->unmap_calls = s->last_unmap_iova = s->last_unmap_len = 0;
+		s->unmap_unpinned = 0;
+		break;
+	default:
+		ret = -EINVAL;
+	}
+out:
+	mutex_unlock(&s->lock);
+	return ret;
+}
+
+static const struct vfio_device_ops trm_dev_ops = {
+	.name = "vfio-rs-test-mdev",
+	.init = trm_init_dev,
+	.release = trm_release_dev,
+	.open_device = trm_open_device,
+	.close_device = trm_close_device,
+	.read = trm_read,
+	.write = trm_write,
+	.ioctl = trm_ioctl,
+	.get_region_info_caps = trm_get_region_info,
+	/* Having .dma_unmap is what makes vfio register the device with the
+	 * backend (type1's register_device) and allows vfio_pin_pages. */
+	.dma_unmap = trm_dma_unmap,
+	/* Required by vfio when CONFIG_IOMMUFD is set; NULL stubs otherwise. */
+	.bind_iommufd = vfio_iommufd_emulated_bind,
+	.unbind_iommufd = vfio_iommufd_emulated_unbind,
+	.attach_ioas = vfio_iommufd_emulated_attach_ioas,
+	.detach_ioas = vfio_iommufd_emulated_detach_ioas,
+};
+
+/* --- mdev driver and parent --------------------------------------------- */
+
+static int trm_probe(struct mdev_device *mdev)
+{
+	struct trm_state *s;
+	int ret;
+
+	s = vfio_alloc_device(trm_state, vdev, &mdev->dev, &trm_dev_ops);
+	if (IS_ERR(s))
+		return PTR_ERR(s);
+	/* An emulated-IOMMU group of its own: the backend attaches it as
+	 * VFIO_EMULATED_IOMMU (no IOMMU domain; DMA only via pin/rw). */
+	ret = vfio_register_emulated_iommu_dev(&s->vdev);
+	if (ret) {
+		vfio_put_device(&s->vdev);
+		return ret;
+	}
+	dev_set_drvdata(&mdev->dev, s);
+	return 0;
+}
+
+static void trm_remove(struct mdev_device *mdev)
+{
+	struct trm_state *s = dev_get_drvdata(&mdev->dev);
+
+	/* Waits until the device fd is closed (close_device unpinned). */
+	vfio_unregister_group_dev(&s->vdev);
+	vfio_put_device(&s->vdev);
+}
+
+static struct mdev_driver trm_driver = {
+	.device_api = VFIO_DEVICE_API_PLATFORM_STRING,
+	.max_instances = 4,
+	.driver = {
+		.name = TRM_NAME,
+		.owner = THIS_MODULE,
+		.mod_name = KBUILD_MODNAME,
+	},
+	.probe = trm_probe,
+	.remove = trm_remove,
+};
+
+/* The one type: /sys/class/mdev_bus/vfio_rs_test_mdev/mdev_supported_types/
+ * vfio_rs_test_mdev-1 (the directory is "<parent's class>-<sysfs_name>"). */
+static struct mdev_type trm_type = {
+	.sysfs_name = "1",
+	.pretty_name = "vfio-type1-rs test device",
+};
+static struct mdev_type *trm_types[] = { &trm_type };
+
+/* mdev devices hang off a parent struct device; it needs a class (or bus)
+ * to appear in sysfs and to name the type directory. */
+static const struct class trm_class = { .name = TRM_NAME };
+static struct device trm_parent_dev;
+static struct mdev_parent trm_parent;
+
+static void trm_parent_release(struct device *dev)
+{
+	/* Static object: nothing to free. */
+}
+
+static int __init trm_init(void)
+{
+	int ret;
+
+	ret = mdev_register_driver(&trm_driver);
+	if (ret)
+		return ret;
+	ret = class_register(&trm_class);
+	if (ret)
+		goto err_driver;
+	trm_parent_dev.class = &trm_class;
+	trm_parent_dev.release = trm_parent_release;
+	dev_set_name(&trm_parent_dev, TRM_NAME);
+	ret = device_register(&trm_parent_dev);
+	if (ret)
+		goto err_put;
+	ret = mdev_register_parent(&trm_parent, &trm_parent_dev, &trm_driver,
+				   trm_types, ARRAY_SIZE(trm_types));
+	if (ret)
+		goto err_device;
+	return 0;
+
+err_device:
+	device_del(&trm_parent_dev);
+err_put:
+	put_device(&trm_parent_dev);
+	class_unregister(&trm_class);
+err_driver:
+	mdev_unregister_driver(&trm_driver);
+	return ret;
+}
+
+static void __exit trm_exit(void)
+{
+	/* Removes every mdev still present (trm_remove for each). */
+	mdev_unregister_parent(&trm_parent);
+	device_unregister(&trm_parent_dev);
+	class_unregister(&trm_class);
+	mdev_unregister_driver(&trm_driver);
+}
+
+module_init(trm_init);
+module_exit(trm_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("Test mdev driving the VFIO type1 emulated-IOMMU interface");
