@@ -19,6 +19,11 @@ static const struct vfio_iommu_driver_ops vfio_rs_ops = {
 	.attach_group	= vfio_rs_attach_group,
 	.detach_group	= vfio_rs_detach_group,
 	.group_iommu_domain = vfio_rs_group_iommu_domain,
+	.pin_pages	= vfio_rs_pin_pages,
+	.unpin_pages	= vfio_rs_unpin_pages,
+	.register_device = vfio_rs_register_device,
+	.unregister_device = vfio_rs_unregister_device,
+	.dma_rw		= vfio_rs_dma_rw,
 };
 
 int vfio_rs_register(void)

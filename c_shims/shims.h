@@ -22,8 +22,16 @@ int vfio_rs_attach_group(void *iommu_data, struct iommu_group *group,
 void vfio_rs_detach_group(void *iommu_data, struct iommu_group *group);
 struct iommu_domain *vfio_rs_group_iommu_domain(void *iommu_data,
 						struct iommu_group *group);
+int vfio_rs_pin_pages(void *iommu_data, struct iommu_group *group,
+		      dma_addr_t user_iova, int npage, int prot,
+		      struct page **pages);
+void vfio_rs_unpin_pages(void *iommu_data, dma_addr_t user_iova, int npage);
+void vfio_rs_register_device(void *iommu_data, struct vfio_device *vdev);
+void vfio_rs_unregister_device(void *iommu_data, struct vfio_device *vdev);
+int vfio_rs_dma_rw(void *iommu_data, dma_addr_t user_iova, void *data,
+		   size_t count, bool write);
 
-/* Rust -> C: defined in c_shims/{ops,iommu,mm,params}.c. */
+/* Rust -> C: defined in c_shims/{ops,iommu,mm,emulated,params}.c. */
 bool vfio_rs_domain_enforce_cache_coherency(struct iommu_domain *domain);
 const void *vfio_rs_domain_ops(struct iommu_domain *domain);
 unsigned long vfio_rs_domain_pgsize_bitmap(struct iommu_domain *domain);
@@ -38,6 +46,17 @@ struct page *vfio_rs_pfn_to_page(unsigned long pfn);
 unsigned long vfio_rs_pages_contiguous(struct page **pages, unsigned long n);
 bool vfio_rs_access_ok(unsigned long addr, unsigned long size);
 unsigned long vfio_rs_rlimit_memlock(void);
+struct mm_struct;
+struct task_struct;
+int vfio_rs_pin_remote_page(struct mm_struct *mm, unsigned long vaddr,
+			    bool write, unsigned long *pfn);
+int vfio_rs_lock_acct(struct mm_struct *mm, long npage,
+		      struct task_struct *task, bool lock_cap);
+long vfio_rs_rw_mm(struct mm_struct *mm, unsigned long vaddr, void *data,
+		   size_t count, bool write);
+bool vfio_rs_capable_ipc_lock(void);
+bool vfio_rs_device_has_dma_unmap(struct vfio_device *vdev);
+void vfio_rs_device_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length);
 long vfio_rs_pfnmap_lookup(unsigned long vaddr, unsigned long npages,
 			   bool write, unsigned long *pfn);
 int vfio_rs_register(void);

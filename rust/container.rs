@@ -10,12 +10,10 @@
 use core::sync::atomic::AtomicU32;
 use core::sync::atomic::Ordering;
 
-use kernel::mm::Mm;
 use kernel::new_mutex;
 use kernel::page::PAGE_SHIFT;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-use kernel::sync::aref::ARef;
 use kernel::sync::Arc;
 use kernel::sync::Mutex;
 
@@ -23,6 +21,9 @@ use crate::bindings;
 use crate::dirty;
 use crate::domain::Domain;
 use crate::domain::GroupRef;
+use crate::emulated::DeviceRef;
+use crate::emulated::ExternalPins;
+use crate::emulated::Owner;
 use crate::iova::IovaRange;
 use crate::iova::ValidRanges;
 use crate::mapping::Mapping;
@@ -51,29 +52,48 @@ pub(crate) struct Container {
     id: u32,
     /// v1 or v2 semantics, fixed at `VFIO_SET_IOMMU`.
     iommu_type: IommuType,
+    /// Emulated devices to tell about unmaps. Taken before `inner`.
     #[pin]
-    inner: Mutex<ContainerInner>,
+    pub(crate) devices: Mutex<KVec<DeviceRef>>,
+    #[pin]
+    pub(crate) inner: Mutex<ContainerInner>,
 }
 
 /// The fields of [`Container`] protected by its lock.
 pub(crate) struct ContainerInner {
     /// Paging domains, each with the groups attached to it. Every mapping is
     /// mapped in every domain.
-    domains: KVec<Domain>,
-    mappings: Mappings,
+    pub(crate) domains: KVec<Domain>,
+    pub(crate) mappings: Mappings,
     /// Where mappings may go; recomputed on attach and detach.
-    valid: ValidRanges,
+    pub(crate) valid: ValidRanges,
     /// Page sizes every domain supports (bits below PAGE_SIZE hidden).
-    pgsize_bitmap: u64,
+    pub(crate) pgsize_bitmap: u64,
     /// How many more mappings may be created (`dma_entry_limit` at open).
-    dma_avail: u32,
+    pub(crate) dma_avail: u32,
     /// Mappings whose vaddr was invalidated (`VFIO_DMA_UNMAP_FLAG_VADDR`).
-    vaddr_invalid_count: u32,
+    pub(crate) vaddr_invalid_count: u32,
     /// `VFIO_IOMMU_DIRTY_PAGES_FLAG_START` is in effect.
-    dirty_tracking: bool,
+    pub(crate) dirty_tracking: bool,
+    /// Groups of emulated devices (no IOMMU domain).
+    pub(crate) emulated_groups: KVec<GroupRef>,
 }
 
 impl ContainerInner {
+    /// Drops one device pin of the page at `iova`; false if not mapped.
+    pub(crate) fn put_external(&mut self, iova: u64) -> bool {
+        let Ok(page) = IovaRange::from_size(iova, PAGE_SIZE as u64) else {
+            return false;
+        };
+        let Some(key) = self.mappings.first_overlapping(&page) else {
+            return false;
+        };
+        if let Some(m) = self.mappings.get_mut(key) {
+            m.external.put(iova, &m.owner);
+        }
+        true
+    }
+
     /// The smallest page size: the alignment every map and unmap needs.
     fn min_pgsize(&self) -> u64 {
         1u64 << self.pgsize_bitmap.trailing_zeros()
@@ -147,6 +167,19 @@ impl ContainerInner {
         Ok(keys)
     }
 
+    /// The last IOMMU domain goes while emulated devices stay: unmap every
+    /// mapping from the domains and drop its full pin; pages pinned by
+    /// devices stay pinned and are now charged on their own.
+    fn unpin_all_keep_external(&mut self) {
+        for d in self.domains.iter() {
+            d.unmap_ranges(self.mappings.iter().map(|m| (m.range.start(), m.size())));
+        }
+        for m in self.mappings.iter_mut() {
+            drop(m.pinned.take());
+            m.external.set_charged(&m.owner, true);
+        }
+    }
+
     fn remove_all_mappings(&mut self) {
         // Collecting is not needed: unmap every domain first, then drain.
         for d in self.domains.iter() {
@@ -181,15 +214,17 @@ impl Container {
                         dma_avail: params::dma_entry_limit(),
                         vaddr_invalid_count: 0,
                         dirty_tracking: false,
+                        emulated_groups: KVec::new(),
                     },
                     "Container::inner"
                 ),
+                devices <- new_mutex!(KVec::new(), "Container::devices"),
             }),
             GFP_KERNEL,
         )
     }
 
-    fn v2(&self) -> bool {
+    pub(crate) fn v2(&self) -> bool {
         self.iommu_type == IommuType::V2
     }
 
@@ -226,8 +261,22 @@ impl Container {
         if inner.vaddr_invalid_count > 0 {
             return Err(EBUSY);
         }
-        if inner.domains.iter().any(|d| d.has_group(group)) {
+        if inner.domains.iter().any(|d| d.has_group(group))
+            || inner.emulated_groups.contains(&group)
+        {
             return Err(EINVAL);
+        }
+        if group_type == bindings::vfio_group_type_VFIO_EMULATED_IOMMU {
+            // No domain: its devices use pin_pages/dma_rw.
+            inner.emulated_groups.push(group, GFP_KERNEL)?;
+            if params::verbose() {
+                pr_info!(
+                    "container {}: emulated-IOMMU group {} attached\n",
+                    self.id,
+                    group.id()
+                );
+            }
+            return Ok(());
         }
         if group_type != bindings::vfio_group_type_VFIO_IOMMU {
             return Err(ENODEV);
@@ -291,19 +340,33 @@ impl Container {
         }
 
         // Replay: map every existing mapping into the new domain.
+        // The first IOMMU domain of a container that had only emulated
+        // devices: its mappings get pinned now.
+        let first_domain = inner.domains.is_empty();
+        let mut batch = PageBatch::new()?;
         let mut replayed = 0usize;
-        for m in inner.mappings.iter() {
-            if let Err(e) = new.map_mapping(m) {
-                new.unmap_ranges(
-                    inner
-                        .mappings
-                        .iter()
-                        .take(replayed)
-                        .map(|m| (m.range.start(), m.size())),
-                );
-                return Err(e);
+        let mut failed = None;
+        for m in inner.mappings.iter_mut() {
+            let res = if m.pinned.is_some() {
+                new.map_mapping(m)
+            } else {
+                pin_into(&new, m, &mut batch)
+            };
+            if let Err(e) = res {
+                failed = Some(e);
+                break;
             }
             replayed += 1;
+        }
+        if let Some(e) = failed {
+            for m in inner.mappings.iter_mut().take(replayed) {
+                new.unmap_now(m.range.start(), m.size());
+                if first_domain {
+                    drop(m.pinned.take());
+                    m.external.set_charged(&m.owner, true);
+                }
+            }
+            return Err(e);
         }
         if let Some(base) = sw_msi {
             if let Err(e) = new.enable_sw_msi(base) {
@@ -335,13 +398,34 @@ impl Container {
     /// one goes, every mapping is unmapped and unpinned. Cannot fail.
     pub(crate) fn detach_group(&self, group: GroupRef) {
         let mut inner = self.inner.lock();
+        if let Some(i) = inner.emulated_groups.iter().position(|g| *g == group) {
+            let _ = inner.emulated_groups.remove(i);
+            if inner.emulated_groups.is_empty() && inner.domains.is_empty() {
+                inner.remove_all_mappings();
+            }
+            drop(inner);
+            if params::verbose() {
+                pr_info!(
+                    "container {}: emulated-IOMMU group {} detached\n",
+                    self.id,
+                    group.id()
+                );
+            }
+            return;
+        }
         let Some(i) = inner.domains.iter().position(|d| d.has_group(group)) else {
             return;
         };
         let mut freed = None;
         if inner.domains[i].detach(group) {
             if inner.domains.len() == 1 {
-                inner.remove_all_mappings();
+                if inner.emulated_groups.is_empty() {
+                    inner.remove_all_mappings();
+                } else {
+                    // Emulated devices stay: unmap and unpin the full pins,
+                    // and charge the device-pinned pages on their own.
+                    inner.unpin_all_keep_external();
+                }
             }
             freed = Some(inner.domains.remove(i));
             inner.update_pgsize_bitmap();
@@ -407,7 +491,7 @@ impl Container {
             }
         }
         for m in inner.mappings.iter() {
-            let runs = m.pinned.runs();
+            let runs = m.pinned.as_ref().map_or(&[][..], |p| p.runs());
             let largest = runs.iter().map(|r| r.npages).max().unwrap_or(0);
             writeln!(
                 f,
@@ -528,7 +612,11 @@ impl Container {
             if !m.vaddr_invalid || m.range != range {
                 return Err(EINVAL);
             }
-            m.pinned.change_owner()?;
+            let owner = Owner::current()?;
+            if let Some(p) = m.pinned.as_mut() {
+                p.change_owner()?;
+            }
+            m.owner = owner;
             m.vaddr = req.vaddr;
             m.vaddr_invalid = false;
             inner.vaddr_invalid_count -= 1;
@@ -551,54 +639,66 @@ impl Container {
         }
 
         let prot = Prot(prot);
-        let npages = usize::try_from(req.size >> PAGE_SHIFT).map_err(|_| EINVAL)?;
-        let domains = &inner.domains;
-        let map_run = |offset: u64, run| -> Result {
-            let iova = req.iova + offset;
-            for (i, d) in domains.iter().enumerate() {
-                if let Err(e) = d.map_run(iova, run, prot) {
-                    let size = (run.npages as u64) << PAGE_SHIFT;
-                    domains.iter().take(i).for_each(|d| d.unmap_now(iova, size));
+        let owner = Owner::current()?;
+        let no_domain = inner.domains.is_empty();
+        // Only emulated devices: nothing is pinned until they ask.
+        let pinned = if no_domain {
+            None
+        } else {
+            let npages = usize::try_from(req.size >> PAGE_SHIFT).map_err(|_| EINVAL)?;
+            let domains = &inner.domains;
+            let map_run = |offset: u64, run| -> Result {
+                let iova = req.iova + offset;
+                for (i, d) in domains.iter().enumerate() {
+                    if let Err(e) = d.map_run(iova, run, prot) {
+                        let size = (run.npages as u64) << PAGE_SHIFT;
+                        domains.iter().take(i).for_each(|d| d.unmap_now(iova, size));
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            };
+            let (pinned, mapped) = PinnedPages::pin(
+                owner.mm.clone(),
+                req.vaddr,
+                npages,
+                prot.writable(),
+                params::disable_hugepages(),
+                &mut batch,
+                map_run,
+            );
+            match pinned {
+                Ok(p) => Some(p),
+                Err((e, partial)) => {
+                    // Unmap before the pages are unpinned (dropping `partial`).
+                    for d in inner.domains.iter() {
+                        d.unmap_now(req.iova, mapped);
+                    }
+                    drop(partial);
                     return Err(e);
                 }
             }
-            Ok(())
         };
-        let mm = kernel::current!()
-            .mm()
-            .map(|mm| ARef::<Mm>::from(&**mm))
-            .ok_or(ENODEV)?;
-        let (pinned, mapped) = PinnedPages::pin(
-            mm,
-            req.vaddr,
-            npages,
-            prot.writable(),
-            params::disable_hugepages(),
-            &mut batch,
-            map_run,
-        );
-        let pinned = match (pinned, mapped) {
-            (Ok(p), _) => p,
-            (Err((e, partial)), mapped) => {
-                // Unmap before the pages are unpinned (dropping `partial`).
+        let nruns = pinned.as_ref().map_or(0, |p| p.runs().len());
+        let mut m = Mapping {
+            range,
+            vaddr: req.vaddr,
+            prot,
+            vaddr_invalid: false,
+            external: ExternalPins::new(no_domain, prot.writable()),
+            owner,
+            pinned,
+            dirty: None,
+        };
+        if inner.dirty_tracking {
+            if let Err(e) = m.start_dirty() {
                 for d in inner.domains.iter() {
-                    d.unmap_now(req.iova, mapped);
+                    d.unmap_now(range.start(), m.size());
                 }
-                drop(partial);
                 return Err(e);
             }
-        };
-        let nruns = pinned.runs().len();
-        inner.mappings.insert(
-            slot,
-            Mapping {
-                range,
-                vaddr: req.vaddr,
-                prot,
-                vaddr_invalid: false,
-                pinned,
-            },
-        );
+        }
+        inner.mappings.insert(slot, m);
         inner.dma_avail -= 1;
         if params::verbose() {
             pr_info!(
@@ -622,9 +722,39 @@ impl Container {
     /// `EINVAL` if a covered vaddr is already invalid (nothing changes).
     fn unmap_dma(&self, arg: c_ulong) -> Result {
         let req = DmaUnmap::read(arg)?;
+        // Emulated devices holding pins in the range are asked to drop them
+        // (dma_unmap), outside the lock, until none is left.
+        let mut last: Option<(u64, u32)> = None;
+        loop {
+            let Some((iova, size)) = self.unmap_locked(&req, arg)? else {
+                return Ok(());
+            };
+            let retries = match last {
+                Some((k, n)) if k == iova => n + 1,
+                _ => 0,
+            };
+            if retries > 10 {
+                pr_warn!(
+                    "unmap: a device keeps pages of iova {:#x} pinned after dma_unmap\n",
+                    iova
+                );
+                return Err(EBUSY);
+            }
+            last = Some((iova, retries));
+            self.notify_unmap(iova, size);
+        }
+    }
+
+    /// One pass of `unmap_dma` under the lock. Returns the mapping whose
+    /// device pins must go first, or `None` when done.
+    fn unmap_locked(&self, req: &DmaUnmap, arg: c_ulong) -> Result<Option<(u64, u64)>> {
         let all = req.flags & bindings::VFIO_DMA_UNMAP_FLAG_ALL != 0;
         let invalidate_vaddr = req.flags & bindings::VFIO_DMA_UNMAP_FLAG_VADDR != 0;
         let mut inner = self.inner.lock();
+        // Devices cannot pin while a vaddr is invalid, so none may be here.
+        if invalidate_vaddr && !inner.emulated_groups.is_empty() {
+            return Err(EBUSY);
+        }
         let pgmask = inner.min_pgsize() - 1;
         if req.iova & pgmask != 0 {
             return Err(EINVAL);
@@ -661,6 +791,16 @@ impl Container {
         }
         // Collected first, so that nothing changes if this allocation fails.
         let keys = inner.covered_keys(&range, self.v2())?;
+        if !invalidate_vaddr {
+            let mappings = &inner.mappings;
+            if let Some(m) = keys
+                .iter()
+                .filter_map(|k| mappings.get(*k))
+                .find(|m| !m.external.is_empty())
+            {
+                return Ok(Some((m.range.start(), m.size())));
+            }
+        }
         let mut unmapped = 0u64;
         if invalidate_vaddr {
             let mappings = &inner.mappings;
@@ -685,11 +825,12 @@ impl Container {
             let mut result = Ok(());
             if let Some(bm) = &req.bitmap {
                 let pgshift = inner.min_pgsize().trailing_zeros();
+                let all_dirty = !inner.domains.is_empty();
                 for (i, k) in keys.iter().enumerate() {
                     let Some(m) = inner.mappings.get(*k) else {
                         continue;
                     };
-                    if let Err(e) = bm.report_all_dirty(req.iova, &m.range, pgshift) {
+                    if let Err(e) = report_mapping(bm, req.iova, m, pgshift, all_dirty) {
                         done = i;
                         result = Err(e);
                         break;
@@ -716,7 +857,8 @@ impl Container {
             result?;
         }
         drop(inner);
-        req.write_back(arg, unmapped)
+        req.write_back(arg, unmapped)?;
+        Ok(None)
     }
 }
 
@@ -745,9 +887,25 @@ impl Container {
                 {
                     return Err(EINVAL);
                 }
+                if !inner.dirty_tracking {
+                    let mut res = Ok(());
+                    for m in inner.mappings.iter_mut() {
+                        res = m.start_dirty();
+                        if res.is_err() {
+                            break;
+                        }
+                    }
+                    if let Err(e) = res {
+                        inner.mappings.iter_mut().for_each(|m| m.dirty = None);
+                        return Err(e);
+                    }
+                }
                 inner.dirty_tracking = true;
             }
-            uapi::DirtyPages::Stop => inner.dirty_tracking = false,
+            uapi::DirtyPages::Stop => {
+                inner.dirty_tracking = false;
+                inner.mappings.iter_mut().for_each(|m| m.dirty = None);
+            }
             uapi::DirtyPages::GetBitmap { range, bitmap } => {
                 let pgsize = inner.min_pgsize();
                 if bitmap.pgsize != pgsize || range.start() & (pgsize - 1) != 0 {
@@ -770,18 +928,70 @@ impl Container {
                     return Err(EINVAL);
                 }
                 let pgshift = pgsize.trailing_zeros();
-                for m in inner.mappings.iter() {
+                let all_dirty = !inner.domains.is_empty();
+                for m in inner.mappings.iter_mut() {
                     if m.range.start() < range.start() {
                         continue;
                     }
                     if m.range.start() > range.last() {
                         break;
                     }
-                    bitmap.report_all_dirty(range.start(), &m.range, pgshift)?;
+                    report_mapping(&bitmap, range.start(), m, pgshift, all_dirty)?;
+                    // Reported: start over (device-pinned pages stay dirty).
+                    m.clear_dirty();
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// Pins a mapping that had no full pin (only emulated devices so far) and
+/// maps it into `domain`; its device-pinned pages stop being charged on
+/// their own.
+fn pin_into(domain: &Domain, m: &mut Mapping, batch: &mut PageBatch) -> Result {
+    let npages = usize::try_from(m.size() >> PAGE_SHIFT).map_err(|_| EINVAL)?;
+    let (start, prot) = (m.range.start(), m.prot);
+    // As the C module, the caller's mm is pinned (the process attaching).
+    let mm = Owner::current()?.mm;
+    let (res, mapped) = PinnedPages::pin(
+        mm,
+        m.vaddr,
+        npages,
+        prot.writable(),
+        params::disable_hugepages(),
+        batch,
+        |off, run| domain.map_run(start + off, run, prot),
+    );
+    match res {
+        Ok(p) => {
+            m.pinned = Some(p);
+            m.external.set_charged(&m.owner, false);
+            Ok(())
+        }
+        Err((e, partial)) => {
+            domain.unmap_now(start, mapped);
+            drop(partial);
+            Err(e)
+        }
+    }
+}
+
+/// Reports one mapping into a user bitmap: every page while an IOMMU-backed
+/// group could have written any of them (`all_dirty`), else the pages
+/// written by `dma_rw` or pinned by emulated devices.
+fn report_mapping(
+    bm: &dirty::UserBitmap,
+    base: u64,
+    m: &Mapping,
+    pgshift: u32,
+    all_dirty: bool,
+) -> Result {
+    if all_dirty {
+        bm.report(base, &m.range, pgshift, None)
+    } else {
+        let bits = m.dirty_bits()?;
+        bm.report(base, &m.range, pgshift, Some(&bits))
     }
 }
 
@@ -790,7 +1000,10 @@ impl Container {
 fn check_extension(container: Option<&Container>, arg: c_ulong) -> bool {
     match Extension::from_arg(arg) {
         Extension::Type1 | Extension::Type1v2 | Extension::UnmapAll => true,
-        Extension::UpdateVaddr => container.is_some(),
+        // Not with emulated devices: they cannot pin while a vaddr is invalid.
+        Extension::UpdateVaddr => {
+            container.is_some_and(|c| c.inner.lock().emulated_groups.is_empty())
+        }
         Extension::DmaCc => container.is_some_and(|c| c.domains_enforce_cache_coherency()),
         Extension::Unknown => false,
     }

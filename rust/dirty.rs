@@ -73,7 +73,8 @@ impl UserBitmap {
         Ok(())
     }
 
-    /// Marks every page of `mapping` dirty in the user bitmap, whose bit 0
+    /// Writes `mapping`'s dirty bits (`src`, one bit per page; `None`: every
+    /// page) into the user bitmap, whose bit 0
     /// is the page at `base`. Words wholly covered are written; a first word
     /// shared with what comes before keeps the user's bits (so adjacent
     /// mappings sharing a word combine), in the last the bits past it are 0.
@@ -81,7 +82,13 @@ impl UserBitmap {
     /// # Errors
     ///
     /// `EFAULT`.
-    pub(crate) fn report_all_dirty(&self, base: u64, mapping: &IovaRange, pgshift: u32) -> Result {
+    pub(crate) fn report(
+        &self,
+        base: u64,
+        mapping: &IovaRange,
+        pgshift: u32,
+        src: Option<&[u64]>,
+    ) -> Result {
         let nbits = (mapping.last() - mapping.start() + 1) >> pgshift;
         let bit_offset = (mapping.start() - base) >> pgshift;
         let first_word = bit_offset / 64;
@@ -110,7 +117,13 @@ impl UserBitmap {
             for (i, word) in buf.iter_mut().take(n as usize).enumerate() {
                 let lo = (w + i as u64) * 64;
                 let (s, e) = (shift.max(lo), total.min(lo + 64));
-                *word = if s < e { ones(e - s) << (s - lo) } else { 0 };
+                *word = if s >= e {
+                    0
+                } else if let Some(src) = src {
+                    bits_at(src, s - shift, e - s) << (s - lo)
+                } else {
+                    ones(e - s) << (s - lo)
+                };
                 if w + i as u64 == 0 {
                     *word |= leftover;
                 }
@@ -123,6 +136,18 @@ impl UserBitmap {
         }
         Ok(())
     }
+}
+
+/// `n` bits (`1 <= n <= 64`) of `words` from bit `at`, in the low bits.
+fn bits_at(words: &[u64], at: u64, n: u64) -> u64 {
+    let (w, b) = ((at / 64) as usize, at % 64);
+    let lo = words.get(w).copied().unwrap_or(0) >> b;
+    let hi = if b == 0 {
+        0
+    } else {
+        words.get(w + 1).copied().unwrap_or(0) << (64 - b)
+    };
+    (lo | hi) & ones(n)
 }
 
 /// `n` low bits set, `1 <= n <= 64`.
@@ -143,6 +168,15 @@ mod tests {
         assert_eq!(ones(1), 1);
         assert_eq!(ones(63), u64::MAX >> 1);
         assert_eq!(ones(64), u64::MAX);
+    }
+
+    #[test]
+    fn bits_at_crosses_words() {
+        let w = [0xf000_0000_0000_0000u64, 0x3];
+        assert_eq!(bits_at(&w, 60, 6), 0x3f);
+        assert_eq!(bits_at(&w, 0, 64), 0xf000_0000_0000_0000);
+        assert_eq!(bits_at(&w, 64, 2), 0x3);
+        assert_eq!(bits_at(&w, 100, 5), 0);
     }
 
     #[test]

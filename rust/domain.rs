@@ -351,7 +351,7 @@ impl Domain {
     /// As `map_run`; the runs mapped before the error are unmapped.
     pub(crate) fn map_mapping(&self, m: &Mapping) -> Result {
         let mut iova = m.range.start();
-        for run in m.pinned.runs() {
+        for run in m.pinned.as_ref().map_or(&[][..], |p| p.runs()) {
             if let Err(e) = self.map_run(iova, *run, m.prot) {
                 self.unmap_now(m.range.start(), iova - m.range.start());
                 return Err(e);

@@ -20,6 +20,7 @@ mod container;
 mod debugfs;
 mod dirty;
 mod domain;
+mod emulated;
 mod iova;
 mod mapping;
 mod params;
@@ -167,4 +168,78 @@ extern "C" fn vfio_rs_detach_group(iommu_data: *mut c_void, group: *mut bindings
     // SAFETY: vfio core still holds its reference on `group`.
     let group = unsafe { domain::GroupRef::new(group) };
     c.detach_group(group);
+}
+
+/// `pin_pages`: an emulated device pins user pages by IOVA.
+#[no_mangle]
+extern "C" fn vfio_rs_pin_pages(
+    iommu_data: *mut c_void,
+    group: *mut bindings::iommu_group,
+    user_iova: bindings::dma_addr_t,
+    npage: c_int,
+    prot: c_int,
+    pages: *mut *mut bindings::page,
+) -> c_int {
+    if iommu_data.is_null() || group.is_null() {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
+    let c = unsafe { container(iommu_data) };
+    // SAFETY: vfio core holds the device's group while the device pins.
+    let group = unsafe { domain::GroupRef::new(group) };
+    match c.pin_pages(group, user_iova, npage, prot as u32, pages) {
+        Ok(n) => n,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// `unpin_pages`: drops what `pin_pages` took. Cannot fail.
+#[no_mangle]
+extern "C" fn vfio_rs_unpin_pages(
+    iommu_data: *mut c_void,
+    user_iova: bindings::dma_addr_t,
+    npage: c_int,
+) {
+    // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
+    let c = unsafe { container(iommu_data) };
+    c.unpin_pages(user_iova, npage);
+}
+
+/// `register_device`: an emulated device joins; it will hear of unmaps.
+#[no_mangle]
+extern "C" fn vfio_rs_register_device(iommu_data: *mut c_void, vdev: *mut bindings::vfio_device) {
+    // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
+    let c = unsafe { container(iommu_data) };
+    // SAFETY: vfio core passes a registered, valid device.
+    if let Some(d) = unsafe { emulated::DeviceRef::new(vdev) } {
+        c.register_device(d);
+    }
+}
+
+/// `unregister_device`: the device leaves (before vfio core frees it).
+#[no_mangle]
+extern "C" fn vfio_rs_unregister_device(iommu_data: *mut c_void, vdev: *mut bindings::vfio_device) {
+    // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
+    let c = unsafe { container(iommu_data) };
+    // SAFETY: as in `vfio_rs_register_device`.
+    if let Some(d) = unsafe { emulated::DeviceRef::new(vdev) } {
+        c.unregister_device(d);
+    }
+}
+
+/// `dma_rw`: an emulated device reads or writes user memory by IOVA.
+#[no_mangle]
+extern "C" fn vfio_rs_dma_rw(
+    iommu_data: *mut c_void,
+    user_iova: bindings::dma_addr_t,
+    data: *mut c_void,
+    count: usize,
+    write: bool,
+) -> c_int {
+    // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
+    let c = unsafe { container(iommu_data) };
+    match c.dma_rw(user_iova, data, count, write) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
 }

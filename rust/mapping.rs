@@ -10,6 +10,11 @@
 use kernel::rbtree::RBTree;
 use kernel::rbtree::RBTreeNodeReservation;
 
+use kernel::alloc::KVVec;
+use kernel::prelude::*;
+
+use crate::emulated::ExternalPins;
+use crate::emulated::Owner;
 use crate::iova::IovaRange;
 use crate::pin::PinnedPages;
 
@@ -30,10 +35,82 @@ pub(crate) struct Mapping {
     pub(crate) prot: Prot,
     /// Set by `VFIO_DMA_UNMAP_FLAG_VADDR` until a new vaddr is supplied.
     pub(crate) vaddr_invalid: bool,
-    pub(crate) pinned: PinnedPages,
+    /// The process whose memory this is.
+    pub(crate) owner: Owner,
+    /// Every page, pinned and mapped; `None` while the container has no
+    /// IOMMU domain (only emulated devices).
+    pub(crate) pinned: Option<PinnedPages>,
+    /// Pages pinned by emulated devices (`pin_pages`).
+    pub(crate) external: ExternalPins,
+    /// While dirty tracking is on: pages written by `dma_rw` or pinned by a
+    /// device since the last report, one bit per page.
+    pub(crate) dirty: Option<KVVec<u64>>,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // Devices should have unpinned in their dma_unmap callback.
+        if !self.external.is_empty() {
+            pr_warn!(
+                "mapping at iova {:#x} released with {} device-pinned pages\n",
+                self.range.start(),
+                self.external.count()
+            );
+        }
+        self.external.release(&self.owner);
+    }
 }
 
 impl Mapping {
+    /// Records a page as dirty for the next report, if tracking.
+    pub(crate) fn mark_dirty(&mut self, iova: u64) {
+        let bit = ((iova - self.range.start()) >> kernel::page::PAGE_SHIFT) as usize;
+        if let Some(words) = self.dirty.as_mut() {
+            if let Some(w) = words.get_mut(bit / 64) {
+                *w |= 1u64 << (bit % 64);
+            }
+        }
+    }
+
+    /// Allocates the (clear) dirty bitmap when tracking starts.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM`.
+    pub(crate) fn start_dirty(&mut self) -> Result {
+        if self.dirty.is_none() {
+            let npages = (self.size() >> kernel::page::PAGE_SHIFT) as usize;
+            let mut words = KVVec::new();
+            words.resize(npages.div_ceil(64), 0u64, GFP_KERNEL)?;
+            self.dirty = Some(words);
+        }
+        Ok(())
+    }
+
+    /// The pages to report dirty when no IOMMU-backed group can dirty any
+    /// page: those marked since the last report and those pinned by devices.
+    pub(crate) fn dirty_bits(&self) -> Result<KVVec<u64>> {
+        let npages = (self.size() >> kernel::page::PAGE_SHIFT) as usize;
+        let mut words = KVVec::new();
+        words.resize(npages.div_ceil(64), 0u64, GFP_KERNEL)?;
+        if let Some(d) = &self.dirty {
+            for (w, s) in words.iter_mut().zip(d.iter()) {
+                *w |= *s;
+            }
+        }
+        for iova in self.external.iovas() {
+            let bit = ((iova - self.range.start()) >> kernel::page::PAGE_SHIFT) as usize;
+            words[bit / 64] |= 1u64 << (bit % 64);
+        }
+        Ok(words)
+    }
+
+    pub(crate) fn clear_dirty(&mut self) {
+        if let Some(d) = self.dirty.as_mut() {
+            d.iter_mut().for_each(|w| *w = 0);
+        }
+    }
+
     pub(crate) fn size(&self) -> u64 {
         // `last - start + 1` cannot overflow for a mapping: its size came
         // from a u64 `size` field.
@@ -62,6 +139,10 @@ impl Mappings {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Mapping> {
         self.tree.values()
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Mapping> {
+        self.tree.values_mut()
     }
 
     /// The mapping that contains `iova`, if any.

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Helpers for emulated-IOMMU (mdev) devices, which reach type1 through
+ * pin_pages / unpin_pages / dma_rw from any context, not only from the
+ * process that owns the memory.
+ *
+ * Why C: they work on another process's mm under its mmap_lock
+ * (pin_user_pages_remote, __account_locked_vm, kthread_use_mm with
+ * copy_{to,from}_user) and on struct vfio_device's ops, none of which the
+ * Rust abstractions wrap yet.
+ */
+#include <linux/kthread.h>
+#include <linux/mm.h>
+#include <linux/sched/mm.h>
+#include <linux/uaccess.h>
+#include <linux/vfio.h>
+#include "shims.h"
+
+/*
+ * Pins the page at @vaddr of @mm long-term (writable if @write).
+ * -ENODEV if the mm is gone, -EINVAL for a VM_PFNMAP address (no struct
+ * page to hand out), else GUP's errno.
+ */
+int vfio_rs_pin_remote_page(struct mm_struct *mm, unsigned long vaddr,
+			    bool write, unsigned long *pfn)
+{
+	struct vm_area_struct *vma;
+	struct page *page;
+	long ret;
+
+	if (!mmget_not_zero(mm))
+		return -ENODEV;
+	mmap_read_lock(mm);
+	ret = pin_user_pages_remote(mm, vaddr, 1,
+				    FOLL_LONGTERM | (write ? FOLL_WRITE : 0),
+				    &page, NULL);
+	if (ret == 1) {
+		*pfn = page_to_pfn(page);
+		ret = 0;
+	} else {
+		if (!ret)
+			ret = -EFAULT;
+		vma = vma_lookup(mm, vaddr);
+		if (vma && (vma->vm_flags & VM_PFNMAP))
+			ret = -EINVAL;
+	}
+	mmap_read_unlock(mm);
+	mmput(mm);
+	return ret;
+}
+
+/*
+ * Charges (@npage > 0) or releases @npage pages of @mm's locked_vm on
+ * behalf of @task; -ENOMEM over RLIMIT_MEMLOCK without @lock_cap, -ESRCH if
+ * the mm has no users left.
+ */
+int vfio_rs_lock_acct(struct mm_struct *mm, long npage,
+		      struct task_struct *task, bool lock_cap)
+{
+	int ret;
+
+	if (!npage)
+		return 0;
+	if (!mmget_not_zero(mm))
+		return -ESRCH;
+	ret = mmap_write_lock_killable(mm);
+	if (!ret) {
+		ret = __account_locked_vm(mm, abs(npage), npage > 0, task, lock_cap);
+		mmap_write_unlock(mm);
+	}
+	mmput(mm);
+	return ret;
+}
+
+/*
+ * Copies @count bytes between @data and @vaddr in @mm. Returns the bytes
+ * copied (all or nothing), -EPERM if the mm is gone; copies nothing from a
+ * process other than @mm's.
+ */
+long vfio_rs_rw_mm(struct mm_struct *mm, unsigned long vaddr, void *data,
+		   size_t count, bool write)
+{
+	bool kthread = !current->mm;
+	long copied = 0;
+
+	if (!mmget_not_zero(mm))
+		return -EPERM;
+	if (kthread)
+		kthread_use_mm(mm);
+	if (kthread || current->mm == mm) {
+		if (write)
+			copied = copy_to_user((void __user *)vaddr, data, count) ? 0 : count;
+		else
+			copied = copy_from_user(data, (void __user *)vaddr, count) ? 0 : count;
+	}
+	if (kthread)
+		kthread_unuse_mm(mm);
+	mmput(mm);
+	return copied;
+}
+
+bool vfio_rs_capable_ipc_lock(void)
+{
+	return capable(CAP_IPC_LOCK);
+}
+
+bool vfio_rs_device_has_dma_unmap(struct vfio_device *vdev)
+{
+	return vdev->ops->dma_unmap;
+}
+
+void vfio_rs_device_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
+{
+	vdev->ops->dma_unmap(vdev, iova, length);
+}
