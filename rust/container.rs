@@ -453,6 +453,8 @@ impl Container {
 
     /// Writes this container's topology for the debugfs view.
     pub(crate) fn describe(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Lock order: `devices` before `inner`.
+        let ndev = self.devices.lock().len();
         let inner = self.inner.lock();
         writeln!(
             f,
@@ -490,10 +492,17 @@ impl Container {
                 writeln!(f)?;
             }
         }
+        if !inner.emulated_groups.is_empty() {
+            write!(f, "  emulated-IOMMU groups:")?;
+            for g in inner.emulated_groups.iter() {
+                write!(f, " {}", g.id())?;
+            }
+            writeln!(f, " ({} devices registered)", ndev)?;
+        }
         for m in inner.mappings.iter() {
             let runs = m.pinned.as_ref().map_or(&[][..], |p| p.runs());
             let largest = runs.iter().map(|r| r.npages).max().unwrap_or(0);
-            writeln!(
+            write!(
                 f,
                 "  mapping iova {:#x}-{:#x} size {:#x} vaddr {:#x} prot {}{}{} runs {} largest_run_pages {}",
                 m.range.start(),
@@ -506,6 +515,13 @@ impl Container {
                 runs.len(),
                 largest
             )?;
+            if m.pinned.is_none() {
+                write!(f, " not-pinned")?;
+            }
+            match m.external.count() {
+                0 => writeln!(f)?,
+                n => writeln!(f, " device_pinned_pages {}", n)?,
+            }
         }
         Ok(())
     }
