@@ -1,0 +1,748 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The type1 backend's emulated-IOMMU ("mdev") interface, driven from user
+ * space through the test mdev driver selftests/mdev/vfio_rs_test_mdev.ko:
+ * attaching a VFIO_EMULATED_IOMMU group, vfio_pin_pages / vfio_unpin_pages /
+ * vfio_dma_rw on behalf of the device, and the .dma_unmap notification a
+ * device gets when user space unmaps a range it has pinned pages in. Every
+ * result and errno is the one the C module (vfio_iommu_type1.c) gives.
+ *
+ * The fixture loads the driver if needed (modprobe mdev, then insmod of
+ * test-mdev/vfio_rs_test_mdev.ko, see trm_load()), creates one mdev,
+ * opens a container and the mdev's group; the teardown removes the mdev
+ * and checks that nothing stays pinned or accounted and that the backend
+ * module is unreferenced. Run in the VM:
+ *
+ *   scripts/build-test-mdev x86_64
+ *   scripts/vm run --arch x86_64 --backend c --copy out/x86_64/test-mdev \
+ *       -- ./selftests/emulated_test
+ */
+#include "kselftest_harness.h"
+#include "vfio_util.h"
+#include "leak_util.h"
+
+#include <stddef.h>
+#include <sys/stat.h>
+
+#define IOVA_BASE 0x10000000ULL	/* valid on both arches' IOMMUs */
+#define NPAGE_MAP 16		/* pages per test mapping */
+
+#define TRM_PARENT "/sys/class/mdev_bus/vfio_rs_test_mdev"
+#define TRM_TYPE_CREATE TRM_PARENT "/mdev_supported_types/vfio_rs_test_mdev-1/create"
+#define TRM_KO_DEFAULT "./test-mdev/vfio_rs_test_mdev.ko"
+
+/* IOMMU_READ / IOMMU_WRITE of <linux/iommu.h>: the prot of vfio_pin_pages. */
+#define PROT_IOMMU_READ  1
+#define PROT_IOMMU_WRITE 2
+
+/* --- the driver's command interface (mirrors vfio_rs_test_mdev.c) ------- */
+
+enum trm_op {
+	TRM_OP_NOP = 0,
+	TRM_OP_PIN = 1,
+	TRM_OP_UNPIN = 2,
+	TRM_OP_DMA_READ = 3,
+	TRM_OP_DMA_WRITE = 4,
+	TRM_OP_RESET_COUNTERS = 5,
+};
+
+#define TRM_DATA_MAX	8192
+#define TRM_PEEK_BYTES	64
+
+struct trm_cmd {
+	uint32_t op;
+	uint32_t prot;
+	uint64_t iova;
+	int32_t npage;
+	uint32_t len;
+	uint8_t data[];
+};
+
+struct trm_result {
+	int64_t ret;
+	int64_t unmap_calls;
+	uint64_t last_unmap_iova;
+	uint64_t last_unmap_len;
+	int64_t unmap_unpinned;
+	int64_t pinned;
+	uint8_t data[TRM_DATA_MAX];
+};
+
+/* ------------------------------------------------------------------------ */
+
+static long page_size(void)
+{
+	return sysconf(_SC_PAGESIZE);
+}
+
+static int write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/* Loads mdev and the test driver unless the parent already exists. The
+ * module is $VFIO_RS_TEST_MDEV_KO or test-mdev/vfio_rs_test_mdev.ko in the
+ * working directory, its parent (run_tests.sh runs from selftests/) or
+ * /vmtest. */
+static int trm_load(void)
+{
+	const char *paths[] = { getenv("VFIO_RS_TEST_MDEV_KO"), TRM_KO_DEFAULT,
+				"../test-mdev/vfio_rs_test_mdev.ko",
+				"/vmtest/test-mdev/vfio_rs_test_mdev.ko" };
+	int fd = -1, r;
+
+	if (!access(TRM_PARENT, F_OK))
+		return 0;
+	if (system("modprobe mdev"))
+		return -ENOENT;
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]) && fd < 0; i++)
+		if (paths[i])
+			fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -ENOENT;
+	r = syscall(__NR_finit_module, fd, "", 0) ? -errno : 0;
+	close(fd);
+	return r == -EEXIST ? 0 : r;
+}
+
+FIXTURE(emu) {
+	char uuid[40];
+	bool created;
+	int group_id;
+	int container;
+	int group;		/* the mdev's emulated group */
+	int edu_group;		/* mixed tests: a vfio-pci group, or -1 */
+	int dev;		/* the mdev's device fd */
+	uint64_t region;	/* offset of the command region */
+	struct leak_baseline base;
+	void *buf;
+	size_t buf_len;
+};
+
+FIXTURE_SETUP(emu)
+{
+	char path[PATH_MAX], link[PATH_MAX];
+	FILE *f;
+	ssize_t n;
+
+	self->container = self->group = self->edu_group = self->dev = -1;
+	self->buf = NULL;
+	ASSERT_EQ(0, trm_load()) TH_LOG("cannot load mdev + %s", TRM_KO_DEFAULT);
+	ASSERT_EQ(0, backend_refcnt()) TH_LOG("backend %s not loaded or in use", backend_module());
+
+	f = fopen("/proc/sys/kernel/random/uuid", "r");
+	ASSERT_NE(NULL, f);
+	ASSERT_EQ(1, fscanf(f, "%36s", self->uuid));
+	fclose(f);
+	ASSERT_EQ(0, write_str(TRM_TYPE_CREATE, self->uuid));
+	self->created = true;
+	snprintf(path, sizeof(path), "/sys/bus/mdev/devices/%s/iommu_group", self->uuid);
+	n = readlink(path, link, sizeof(link) - 1);
+	ASSERT_GT(n, 0);
+	link[n] = 0;
+	self->group_id = atoi(strrchr(link, '/') + 1);
+
+	leak_baseline_take(_metadata, &self->base);
+	self->container = open("/dev/vfio/vfio", O_RDWR);
+	ASSERT_GE(self->container, 0);
+	self->group = vfio_open_viable_group(self->group_id);
+	ASSERT_GE(self->group, 0) TH_LOG("mdev group %d", self->group_id);
+	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER,
+			    (unsigned long)&self->container));
+}
+
+FIXTURE_TEARDOWN(emu)
+{
+	char path[PATH_MAX];
+
+	if (self->dev >= 0)
+		close(self->dev);
+	if (self->edu_group >= 0)
+		close(self->edu_group);
+	if (self->group >= 0)
+		close(self->group);
+	if (self->container >= 0)
+		close(self->container);
+	if (self->buf)
+		munmap(self->buf, self->buf_len);
+	if (self->created) {
+		snprintf(path, sizeof(path), "/sys/bus/mdev/devices/%s/remove", self->uuid);
+		EXPECT_EQ(0, write_str(path, "1"));
+	}
+	leak_check(_metadata, &self->base);
+}
+
+/* Adds a single-device vfio-pci group to the container (mixed tests). */
+static void add_edu_group(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self)
+{
+	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
+
+	ASSERT_NE(NULL, g) TH_LOG("no single-device group bound to vfio-pci");
+	self->edu_group = vfio_open_viable_group(g->id);
+	ASSERT_GE(self->edu_group, 0);
+	ASSERT_EQ(0, xioctl(self->edu_group, VFIO_GROUP_SET_CONTAINER,
+			    (unsigned long)&self->container));
+}
+
+/* SET_IOMMU, then opens the mdev (which registers it with the backend for
+ * .dma_unmap) and checks its one region. */
+static void set_iommu_open_dev(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
+			       unsigned long type)
+{
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	struct vfio_region_info reg = { .argsz = sizeof(reg), .index = 0 };
+
+	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, type));
+	self->dev = xioctl(self->group, VFIO_GROUP_GET_DEVICE_FD, (unsigned long)self->uuid);
+	ASSERT_GE(self->dev, 0);
+	ASSERT_EQ(0, xioctl(self->dev, VFIO_DEVICE_GET_INFO, (unsigned long)&info));
+	ASSERT_EQ(1U, info.num_regions);
+	ASSERT_EQ(0, xioctl(self->dev, VFIO_DEVICE_GET_REGION_INFO, (unsigned long)&reg));
+	ASSERT_GE(reg.size, sizeof(struct trm_cmd) + TRM_DATA_MAX);
+	self->region = reg.offset;
+}
+
+/* Runs one driver command; returns the vfio call's result (r->ret). */
+static long trm_run(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
+		    uint32_t op, uint64_t iova, int32_t npage, uint32_t prot,
+		    const void *data, uint32_t len, struct trm_result *r)
+{
+	static union {
+		struct trm_cmd c;
+		uint8_t bytes[sizeof(struct trm_cmd) + TRM_DATA_MAX];
+	} u;
+	static struct trm_result scratch;
+	size_t n = sizeof(u.c);
+
+	if (!r)
+		r = &scratch;
+	memset(&u.c, 0, sizeof(u.c));
+	u.c.op = op;
+	u.c.iova = iova;
+	u.c.npage = npage;
+	u.c.prot = prot;
+	u.c.len = len;
+	if (data) {
+		memcpy(u.c.data, data, len);
+		n += len;
+	}
+	ASSERT_EQ((ssize_t)n, pwrite(self->dev, &u, n, self->region)) TH_LOG("op %u: %m", op);
+	ASSERT_EQ((ssize_t)sizeof(*r), pread(self->dev, r, sizeof(*r), self->region));
+	return r->ret;
+}
+
+static long pin(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
+		uint64_t iova, int npage, uint32_t prot, struct trm_result *r)
+{
+	return trm_run(_metadata, self, TRM_OP_PIN, iova, npage, prot, NULL, 0, r);
+}
+
+static long unpin(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
+		  uint64_t iova, int npage)
+{
+	return trm_run(_metadata, self, TRM_OP_UNPIN, iova, npage, 0, NULL, 0, NULL);
+}
+
+static long dma_write(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
+		      uint64_t iova, const void *data, uint32_t len)
+{
+	return trm_run(_metadata, self, TRM_OP_DMA_WRITE, iova, 0, 0, data, len, NULL);
+}
+
+static long dma_read(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
+		     uint64_t iova, uint32_t len, struct trm_result *r)
+{
+	return trm_run(_metadata, self, TRM_OP_DMA_READ, iova, 0, 0, NULL, len, r);
+}
+
+/* The device's counters (.dma_unmap calls etc.). */
+static struct trm_result *counters(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self)
+{
+	static struct trm_result r;
+
+	trm_run(_metadata, self, TRM_OP_NOP, 0, 0, 0, NULL, 0, &r);
+	return &r;
+}
+
+/* npage pages of anonymous memory, byte i of page p = p * 16 + i % 251. */
+static uint8_t *test_buf(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
+			 int npage, int prot)
+{
+	size_t len = (size_t)npage * page_size();
+	uint8_t *p = mmap_aligned(len, page_size(), PROT_READ | PROT_WRITE);
+
+	ASSERT_NE(NULL, p);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)((i / page_size()) * 16 + i % 251);
+	if (prot != (PROT_READ | PROT_WRITE))
+		ASSERT_EQ(0, mprotect(p, len, prot));
+	self->buf = p;
+	self->buf_len = len;
+	return p;
+}
+
+/* A page-aligned address with no accessible memory behind it (a PROT_NONE
+ * page, so that nothing else gets mapped there; freed at exit). */
+static void *noaccess_page(struct __test_metadata *_metadata)
+{
+	void *p = mmap(NULL, page_size(), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ASSERT_NE(MAP_FAILED, p);
+	return p;
+}
+
+static uint64_t map_size(void)
+{
+	return (uint64_t)NPAGE_MAP * page_size();
+}
+
+/*
+ * 1. A container with only the emulated group: TYPE1v2 works; no IOMMU
+ * domain means no aperture (no IOVA_RANGE capability, any iova is valid),
+ * the smallest page size is PAGE_SIZE, VFIO_UPDATE_VADDR is withdrawn, and
+ * MAP_DMA neither pins nor accounts anything (vfio_dma_do_map only records
+ * the range when domain_list is empty).
+ */
+TEST_F(emu, emulated_only_container)
+{
+	char info[4096];
+	struct vfio_iommu_type1_info *ti = (void *)info;
+	struct vfio_iommu_type1_info_cap_migration *mig;
+	long pins, lck, avail;
+	uint64_t sz;
+	uint8_t *buf;
+
+	ASSERT_EQ(1, xioctl(self->container, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU));
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	EXPECT_EQ(0, xioctl(self->container, VFIO_CHECK_EXTENSION, VFIO_UPDATE_VADDR));
+	EXPECT_EQ(1, xioctl(self->container, VFIO_CHECK_EXTENSION, VFIO_UNMAP_ALL));
+	/* No domain: "all domains enforce coherency" is vacuously true. */
+	EXPECT_EQ(1, xioctl(self->container, VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU));
+
+	ASSERT_EQ(0, iommu_get_info(self->container, info, sizeof(info)));
+	EXPECT_EQ((uint32_t)(VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS), ti->flags);
+	EXPECT_EQ((uint64_t)~(page_size() - 1), ti->iova_pgsizes);
+	EXPECT_EQ(NULL, iommu_info_cap(info, sizeof(info), VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE));
+	mig = (void *)iommu_info_cap(info, sizeof(info), VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION);
+	ASSERT_NE(NULL, mig);
+	EXPECT_EQ((uint64_t)page_size(), mig->pgsize_bitmap);
+	avail = iommu_dma_avail(self->container);
+	EXPECT_EQ(backend_param_read("dma_entry_limit"), avail);
+
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+	EXPECT_EQ(avail - 1, iommu_dma_avail(self->container));
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	/* Without an aperture even the x86 MSI window is a valid iova. */
+	EXPECT_EQ(0, dma_map(self->container, 0xfee00000ULL, buf, page_size(), DMA_RW));
+	/* Nothing is touched at map time: an unpopulated vaddr maps too. */
+	EXPECT_EQ(0, dma_map(self->container, 1ULL << 40, noaccess_page(_metadata), page_size(),
+			     DMA_RW));
+	EXPECT_EQ(pins, pins_outstanding());
+
+	sz = 0;
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, &sz));
+	EXPECT_EQ(map_size(), sz);
+	/* Nothing was pinned: the device was not notified. */
+	EXPECT_EQ(0, counters(_metadata, self)->unmap_calls);
+	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
+	EXPECT_EQ((uint64_t)(2 * page_size()), sz);
+	EXPECT_EQ(avail, iommu_dma_avail(self->container));
+}
+
+/*
+ * 2. PIN through the device: each newly pinned page takes one FOLL_PIN
+ * reference and, with no IOMMU domain in the container (do_accounting),
+ * one page of locked_vm; the pages are the process's. A second PIN of the
+ * same pages only takes another vfio_pfn reference. UNPIN gives them back.
+ */
+TEST_F(emu, pin_unpin)
+{
+	long pins, lck, ps = page_size();
+	struct trm_result r;
+	uint8_t *buf;
+
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+
+	memcpy(buf + 2 * ps, "emulated-iommu pin test", 24);
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 2 * ps, 4, PROT_IOMMU_READ | PROT_IOMMU_WRITE,
+			 &r));
+	EXPECT_EQ(4, r.pinned);
+	EXPECT_EQ(0, memcmp(r.data, buf + 2 * ps, TRM_PEEK_BYTES));
+	EXPECT_EQ(pins + 4, pins_outstanding());
+	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
+
+	/* Same pages again (read-only prot is a subset of the mapping's):
+	 * references only, no new pin or accounting. Overlapping by one more
+	 * page pins that one. */
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 2 * ps, 4, PROT_IOMMU_READ, &r));
+	EXPECT_EQ(pins + 4, pins_outstanding());
+	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
+	ASSERT_EQ(2, pin(_metadata, self, IOVA_BASE + 5 * ps, 2, PROT_IOMMU_READ, &r));
+	EXPECT_EQ(pins + 5, pins_outstanding());
+	EXPECT_EQ(lck + 5 * ps / 1024, vmlck_kb());
+
+	/* Drop one reference of each: pages 2..6 still held by the others. */
+	ASSERT_EQ(4, unpin(_metadata, self, IOVA_BASE + 2 * ps, 4));
+	EXPECT_EQ(pins + 5, pins_outstanding());
+	ASSERT_EQ(2, unpin(_metadata, self, IOVA_BASE + 5 * ps, 2));
+	EXPECT_EQ(pins + 4, pins_outstanding());
+	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
+	ASSERT_EQ(4, unpin(_metadata, self, IOVA_BASE + 2 * ps, 4));
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+	EXPECT_EQ(0, counters(_metadata, self)->pinned);
+
+	/* Nothing pinned any more: unmap does not notify. */
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+	EXPECT_EQ(0, counters(_metadata, self)->unmap_calls);
+}
+
+/*
+ * 3. vfio_dma_rw copies through the mapping's user address (no pinning):
+ * writes show up in the process's memory, reads return it, a transfer may
+ * span adjacent mappings; an unmapped iova is -EINVAL (after the part
+ * before it was copied), a write to a read-only mapping or any access to a
+ * write-only one -EPERM, an unpopulatable vaddr -EFAULT.
+ */
+TEST_F(emu, dma_rw)
+{
+	long pins, lck, ps = page_size();
+	uint64_t end = IOVA_BASE + map_size();
+	static uint8_t pat[TRM_DATA_MAX];
+	struct trm_result r;
+	uint8_t *buf;
+
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, 2 * NPAGE_MAP, PROT_READ | PROT_WRITE);
+	/* Two adjacent mappings of the two halves of buf. */
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	ASSERT_EQ(0, dma_map(self->container, end, buf + map_size(), map_size(), DMA_RW));
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	for (size_t i = 0; i < sizeof(pat); i++)
+		pat[i] = (uint8_t)(i * 7 + 3);
+
+	/* Round trip inside one mapping, at an unaligned offset. */
+	ASSERT_EQ(0, dma_write(_metadata, self, IOVA_BASE + ps + 100, pat, 3000));
+	EXPECT_EQ(0, memcmp(buf + ps + 100, pat, 3000));
+	ASSERT_EQ(0, dma_read(_metadata, self, IOVA_BASE + ps + 100, 3000, &r));
+	EXPECT_EQ(0, memcmp(r.data, pat, 3000));
+	/* The process writes, the device reads. */
+	memset(buf + 5 * ps, 0x5a, ps);
+	ASSERT_EQ(0, dma_read(_metadata, self, IOVA_BASE + 5 * ps, ps, &r));
+	for (long i = 0; i < ps; i++)
+		ASSERT_EQ(0x5a, r.data[i]);
+	/* Across the boundary of the two mappings (two chunks). */
+	ASSERT_EQ(0, dma_write(_metadata, self, end - ps, pat, 2 * ps));
+	EXPECT_EQ(0, memcmp(buf + map_size() - ps, pat, 2 * ps));
+	ASSERT_EQ(0, dma_read(_metadata, self, end - 10, 20, &r));
+	EXPECT_EQ(0, memcmp(r.data, pat + ps - 10, 20));
+	/* dma_rw never pins. */
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+
+	/* Unmapped iova. */
+	EXPECT_EQ(-EINVAL, dma_read(_metadata, self, 0x1000, 16, &r));
+	EXPECT_EQ(-EINVAL, dma_write(_metadata, self, end + map_size(), pat, 16));
+	/* Running off the end: the first chunk is copied, then -EINVAL. */
+	memset(buf + 2 * map_size() - 8, 0, 8);
+	EXPECT_EQ(-EINVAL, dma_write(_metadata, self, end + map_size() - 8, pat, 16));
+	EXPECT_EQ(0, memcmp(buf + 2 * map_size() - 8, pat, 8));
+
+	/* Unmapping with nothing pinned does not notify. */
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, 2 * map_size(), 0, NULL));
+	EXPECT_EQ(0, counters(_metadata, self)->unmap_calls);
+	EXPECT_EQ(-EINVAL, dma_read(_metadata, self, IOVA_BASE, 16, &r));
+
+	/* Read-only and write-only mappings. */
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, ps, VFIO_DMA_MAP_FLAG_READ));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + ps, buf + ps, ps,
+			     VFIO_DMA_MAP_FLAG_WRITE));
+	EXPECT_EQ(0, dma_read(_metadata, self, IOVA_BASE, 16, &r));
+	EXPECT_EQ(0, memcmp(r.data, buf, 16));
+	EXPECT_EQ(-EPERM, dma_write(_metadata, self, IOVA_BASE, pat, 16));
+	EXPECT_EQ(-EPERM, dma_read(_metadata, self, IOVA_BASE + ps, 16, &r));
+	EXPECT_EQ(-EPERM, dma_write(_metadata, self, IOVA_BASE + ps, pat, 16));
+	/* A vaddr with nothing behind it: copy_{to,from}_user fails. */
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + 2 * ps, noaccess_page(_metadata), ps,
+			     DMA_RW));
+	EXPECT_EQ(-EFAULT, dma_read(_metadata, self, IOVA_BASE + 2 * ps, 16, &r));
+	EXPECT_EQ(-EFAULT, dma_write(_metadata, self, IOVA_BASE + 2 * ps, pat, 16));
+	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, NULL));
+}
+
+/*
+ * 4. Unmapping a range with pages pinned through the device calls its
+ * .dma_unmap once per such vfio_dma, with that mapping's iova and size (not
+ * the request's); the device unpins, the unmap completes and reports the
+ * size, and pins and locked_vm are back. Mappings without pins in the same
+ * request are removed without a callback.
+ */
+TEST_F(emu, unmap_notifies)
+{
+	long pins, lck, ps = page_size();
+	struct trm_result *c;
+	uint64_t sz = 0;
+	uint8_t *buf;
+
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, 2 * NPAGE_MAP, PROT_READ | PROT_WRITE);
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + map_size(), buf + map_size(),
+			     map_size(), DMA_RW));
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 3 * ps, 4, PROT_IOMMU_WRITE, NULL));
+	/* A second reference on one page: the device must drop both. */
+	ASSERT_EQ(1, pin(_metadata, self, IOVA_BASE + 3 * ps, 1, PROT_IOMMU_READ, NULL));
+	EXPECT_EQ(pins + 4, pins_outstanding());
+	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
+
+	/* v2: a request bisecting the pinned mapping fails before any
+	 * notification (and, failing, does not write the struct back). */
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, ps, 0, &sz));
+	EXPECT_EQ((uint64_t)ps, sz);
+	EXPECT_EQ(0, counters(_metadata, self)->unmap_calls);
+
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, 2 * map_size(), 0, &sz));
+	EXPECT_EQ(2 * map_size(), sz);
+	c = counters(_metadata, self);
+	EXPECT_EQ(1, c->unmap_calls);
+	EXPECT_EQ(IOVA_BASE, c->last_unmap_iova);
+	EXPECT_EQ(map_size(), c->last_unmap_len);
+	EXPECT_EQ(5, c->unmap_unpinned);
+	EXPECT_EQ(0, c->pinned);
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+
+	/* The pinned mapping is the second one now; UNMAP_ALL notifies too. */
+	ASSERT_EQ(0, trm_run(_metadata, self, TRM_OP_RESET_COUNTERS, 0, 0, 0, NULL, 0, NULL));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + map_size(), buf + map_size(),
+			     map_size(), DMA_RW));
+	ASSERT_EQ(2, pin(_metadata, self, IOVA_BASE + map_size() + ps, 2, PROT_IOMMU_READ, NULL));
+	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
+	EXPECT_EQ(2 * map_size(), sz);
+	c = counters(_metadata, self);
+	EXPECT_EQ(1, c->unmap_calls);
+	EXPECT_EQ(IOVA_BASE + map_size(), c->last_unmap_iova);
+	EXPECT_EQ(map_size(), c->last_unmap_len);
+	EXPECT_EQ(2, c->unmap_unpinned);
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+}
+
+/*
+ * 5. Rejected pins and unmaps: unmapped iova -EINVAL (also when only a
+ * later page is unmapped: the earlier ones are unwound), a prot the mapping
+ * lacks -EPERM, unpopulatable memory -EFAULT (unwound), npage 0 -EINVAL and
+ * more than VFIO_PIN_PAGES_MAX_ENTRIES -E2BIG (vfio core); VADDR
+ * invalidation with an emulated group -EBUSY.
+ */
+TEST_F(emu, errors)
+{
+	long pins, lck, ps = page_size();
+	uint64_t sz = 1;
+	uint8_t *buf;
+
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + 2 * map_size(), buf, ps,
+			     VFIO_DMA_MAP_FLAG_READ));
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+
+	EXPECT_EQ(-EINVAL, pin(_metadata, self, IOVA_BASE - ps, 1, PROT_IOMMU_READ, NULL));
+	EXPECT_EQ(-EINVAL, pin(_metadata, self, IOVA_BASE + map_size() - 2 * ps, 3,
+			       PROT_IOMMU_READ, NULL));
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+	EXPECT_EQ(-EPERM, pin(_metadata, self, IOVA_BASE + 2 * map_size(), 1,
+			      PROT_IOMMU_WRITE, NULL));
+	EXPECT_EQ(-EPERM, pin(_metadata, self, IOVA_BASE + 2 * map_size(), 1,
+			      PROT_IOMMU_READ | PROT_IOMMU_WRITE, NULL));
+	EXPECT_EQ(0, pins_outstanding() - pins);
+	EXPECT_EQ(-EINVAL, pin(_metadata, self, IOVA_BASE, 0, PROT_IOMMU_READ, NULL));
+	EXPECT_EQ(-E2BIG, pin(_metadata, self, IOVA_BASE,
+			      (int)(page_size() / sizeof(long)) + 1, PROT_IOMMU_READ, NULL));
+
+	/* Pages 2..3 of the mapping lose their memory: pinning 0..3 pins 0
+	 * and 1, fails on 2 with -EFAULT and unpins 0 and 1 again. */
+	ASSERT_EQ(0, munmap(buf + 2 * ps, 2 * ps));
+	EXPECT_EQ(-EFAULT, pin(_metadata, self, IOVA_BASE, 4, PROT_IOMMU_READ, NULL));
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+
+	EXPECT_EQ(-EBUSY, dma_unmap(self->container, IOVA_BASE, map_size(),
+				    VFIO_DMA_UNMAP_FLAG_VADDR, &sz));
+	EXPECT_EQ(map_size(), sz);	/* not written back on failure */
+	EXPECT_EQ(-EBUSY, dma_unmap(self->container, 0, 0,
+				    VFIO_DMA_UNMAP_FLAG_VADDR | VFIO_DMA_UNMAP_FLAG_ALL, NULL));
+	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
+	EXPECT_EQ(map_size() + ps, sz);
+	EXPECT_EQ(0, counters(_metadata, self)->unmap_calls);
+}
+
+/* 5b. The external pin interface is TYPE1v2-only: -EACCES in a v1 container
+ * (checked before anything else, so even for an unmapped iova). */
+TEST_F(emu, pin_type1_v1)
+{
+	struct trm_result r;
+	uint8_t *buf;
+
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1_IOMMU);
+	EXPECT_EQ(0, xioctl(self->container, VFIO_CHECK_EXTENSION, VFIO_UPDATE_VADDR));
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	EXPECT_EQ(-EACCES, pin(_metadata, self, IOVA_BASE, 4, PROT_IOMMU_READ, NULL));
+	EXPECT_EQ(-EACCES, pin(_metadata, self, 0, 1, PROT_IOMMU_READ, NULL));
+	/* dma_rw has no such restriction. */
+	EXPECT_EQ(0, dma_read(_metadata, self, IOVA_BASE, 16, &r));
+	EXPECT_EQ(0, memcmp(r.data, buf, 16));
+	EXPECT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+}
+
+/*
+ * 6. The mdev group next to a vfio-pci group in one TYPE1v2 container: the
+ * IOMMU domain pins and accounts at MAP_DMA; a device PIN takes its own
+ * FOLL_PIN references but accounts nothing more (do_accounting is false
+ * when domain_list is non-empty); unmap notifies, and everything is back.
+ */
+TEST_F(emu, mixed_container)
+{
+	long pins, lck, ps = page_size();
+	char info[4096];
+	struct trm_result r, *c;
+	uint64_t sz = 0;
+	uint8_t *buf;
+
+	add_edu_group(_metadata, self);
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	EXPECT_EQ(0, xioctl(self->container, VFIO_CHECK_EXTENSION, VFIO_UPDATE_VADDR));
+	ASSERT_EQ(0, iommu_get_info(self->container, info, sizeof(info)));
+	EXPECT_NE(NULL, iommu_info_cap(info, sizeof(info), VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE));
+
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	EXPECT_EQ(pins + NPAGE_MAP, pins_outstanding());
+	EXPECT_EQ(lck + NPAGE_MAP * ps / 1024, vmlck_kb());
+
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 4 * ps, 4, PROT_IOMMU_READ | PROT_IOMMU_WRITE,
+			 &r));
+	EXPECT_EQ(0, memcmp(r.data, buf + 4 * ps, TRM_PEEK_BYTES));
+	EXPECT_EQ(pins + NPAGE_MAP + 4, pins_outstanding());
+	EXPECT_EQ(lck + NPAGE_MAP * ps / 1024, vmlck_kb());
+	ASSERT_EQ(0, dma_write(_metadata, self, IOVA_BASE + 4 * ps, "mixed", 6));
+	EXPECT_EQ(0, memcmp(buf + 4 * ps, "mixed", 6));
+	/* Unpin without accounting either. */
+	ASSERT_EQ(2, unpin(_metadata, self, IOVA_BASE + 6 * ps, 2));
+	EXPECT_EQ(pins + NPAGE_MAP + 2, pins_outstanding());
+	EXPECT_EQ(lck + NPAGE_MAP * ps / 1024, vmlck_kb());
+
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, &sz));
+	EXPECT_EQ(map_size(), sz);
+	c = counters(_metadata, self);
+	EXPECT_EQ(1, c->unmap_calls);
+	EXPECT_EQ(IOVA_BASE, c->last_unmap_iova);
+	EXPECT_EQ(map_size(), c->last_unmap_len);
+	EXPECT_EQ(2, c->unmap_unpinned);
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+}
+
+/*
+ * 6b. Detaching the last IOMMU-backed group while the emulated group stays:
+ * the domain's pins go and locked_vm is re-accounted to just the externally
+ * pinned pages (vfio_iommu_unmap_unpin_reaccount); from then on pins are
+ * accounted again (do_accounting), and the unmap notification still cleans
+ * up.
+ */
+TEST_F(emu, mixed_detach_reaccounts)
+{
+	long pins, lck, ps = page_size();
+	uint8_t *buf;
+
+	add_edu_group(_metadata, self);
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE, 4, PROT_IOMMU_READ, NULL));
+	EXPECT_EQ(pins + NPAGE_MAP + 4, pins_outstanding());
+	EXPECT_EQ(lck + NPAGE_MAP * ps / 1024, vmlck_kb());
+
+	close(self->edu_group);
+	self->edu_group = -1;
+	EXPECT_EQ(pins + 4, pins_outstanding());
+	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
+	EXPECT_EQ(0, xioctl(self->container, VFIO_CHECK_EXTENSION, VFIO_UPDATE_VADDR));
+
+	ASSERT_EQ(2, pin(_metadata, self, IOVA_BASE + 8 * ps, 2, PROT_IOMMU_READ, NULL));
+	EXPECT_EQ(pins + 6, pins_outstanding());
+	EXPECT_EQ(lck + 6 * ps / 1024, vmlck_kb());
+
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+	EXPECT_EQ(1, counters(_metadata, self)->unmap_calls);
+	EXPECT_EQ(6, counters(_metadata, self)->unmap_unpinned);
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+}
+
+/*
+ * 6c. An emulated group cannot join a container while a vaddr is
+ * invalidated (attach returns -EBUSY), and can once it is restored.
+ */
+TEST_F(emu, attach_with_invalid_vaddr)
+{
+	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
+	uint8_t *buf;
+
+	ASSERT_NE(NULL, g);
+	/* The mdev group goes into a second container; the edu group and the
+	 * update-vaddr dance happen in the fixture's. */
+	close(self->group);
+	self->group = -1;
+	self->edu_group = vfio_open_viable_group(g->id);
+	ASSERT_GE(self->edu_group, 0);
+	ASSERT_EQ(0, xioctl(self->edu_group, VFIO_GROUP_SET_CONTAINER,
+			    (unsigned long)&self->container));
+	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	EXPECT_EQ(1, xioctl(self->container, VFIO_CHECK_EXTENSION, VFIO_UPDATE_VADDR));
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(),
+			       VFIO_DMA_UNMAP_FLAG_VADDR, NULL));
+
+	self->group = vfio_open_viable_group(self->group_id);
+	ASSERT_GE(self->group, 0);
+	EXPECT_EQ(-EBUSY, xioctl(self->group, VFIO_GROUP_SET_CONTAINER,
+				 (unsigned long)&self->container));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(),
+			     VFIO_DMA_MAP_FLAG_VADDR));
+	EXPECT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER,
+			    (unsigned long)&self->container));
+	EXPECT_EQ(0, xioctl(self->container, VFIO_CHECK_EXTENSION, VFIO_UPDATE_VADDR));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+}
+
+TEST_HARNESS_MAIN
