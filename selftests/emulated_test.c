@@ -709,6 +709,37 @@ TEST_F(emu, mixed_detach_reaccounts)
 }
 
 /*
+ * 6d. An IOMMU-backed group joins a container that had only the mdev: its
+ * mappings get pinned and mapped then (replay), and the pages the device
+ * had pinned stop being charged on their own (each page counted once).
+ */
+TEST_F(emu, iommu_group_joins_later)
+{
+	long pins, lck, ps = page_size();
+	uint8_t *buf;
+
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	EXPECT_EQ(pins, pins_outstanding());
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE, 4, PROT_IOMMU_READ, NULL));
+	EXPECT_EQ(pins + 4, pins_outstanding());
+	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
+
+	add_edu_group(_metadata, self);
+	EXPECT_EQ(pins + NPAGE_MAP + 4, pins_outstanding());
+	EXPECT_EQ(lck + NPAGE_MAP * ps / 1024, vmlck_kb());
+
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+	EXPECT_EQ(1, counters(_metadata, self)->unmap_calls);
+	EXPECT_EQ(4, counters(_metadata, self)->unmap_unpinned);
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+}
+
+/*
  * 6c. An emulated group cannot join a container while a vaddr is
  * invalidated (attach returns -EBUSY), and can once it is restored.
  */
