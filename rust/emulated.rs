@@ -25,7 +25,6 @@ use kernel::task::Task;
 
 use crate::bindings;
 use crate::container::Container;
-use crate::domain::GroupRef;
 use crate::iova::IovaRange;
 
 /// Who a mapping's memory belongs to: the process that created it.
@@ -264,7 +263,6 @@ impl Container {
     /// mapping's), `ENOMEM`, the pin's errno. Nothing stays pinned on error.
     pub(crate) fn pin_pages(
         &self,
-        group: GroupRef,
         user_iova: u64,
         npage: c_int,
         prot: u32,
@@ -332,7 +330,6 @@ impl Container {
             unsafe { *pages.add(done) = core::ptr::null_mut() };
             return Err(e);
         }
-        let _ = group;
         Ok(npage)
     }
 

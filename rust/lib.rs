@@ -185,9 +185,9 @@ extern "C" fn vfio_rs_pin_pages(
     }
     // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
     let c = unsafe { container(iommu_data) };
-    // SAFETY: vfio core holds the device's group while the device pins.
-    let group = unsafe { domain::GroupRef::new(group) };
-    match c.pin_pages(group, user_iova, npage, prot as u32, pages) {
+    // The C module uses `group` only to narrow the dirty scope of an
+    // IOMMU-backed group that pins; see docs/design.md, "Not there yet".
+    match c.pin_pages(user_iova, npage, prot as u32, pages) {
         Ok(n) => n,
         Err(e) => e.to_errno(),
     }
