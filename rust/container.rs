@@ -284,9 +284,13 @@ impl Container {
         inner.domains.reserve(1, GFP_KERNEL)?;
         let mut new = Domain::attach_new(group)?;
 
-        // The new domain's window and holes must not cut existing mappings.
+        // The new domain's window and holes must not cut existing mappings
+        // (the window only once ranges apply: mappings made for emulated
+        // devices alone are not held to it, as in the C module).
         let aperture = new.aperture();
-        if inner.mappings.iter().any(|m| !aperture.contains(&m.range)) {
+        if !inner.valid.ranges().is_empty()
+            && inner.mappings.iter().any(|m| !aperture.contains(&m.range))
+        {
             return Err(EINVAL);
         }
         let resv = group.resv_regions()?;
