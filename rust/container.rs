@@ -8,6 +8,7 @@
 //! a spinlock held.
 
 use core::sync::atomic::AtomicU32;
+use core::sync::atomic::AtomicUsize;
 use core::sync::atomic::Ordering;
 
 use kernel::new_mutex;
@@ -52,9 +53,14 @@ pub(crate) struct Container {
     id: u32,
     /// v1 or v2 semantics, fixed at `VFIO_SET_IOMMU`.
     iommu_type: IommuType,
-    /// Emulated devices to tell about unmaps. Taken before `inner`.
+    /// Emulated devices to tell about unmaps. Taken before `inner`, never
+    /// with it held, and held while their `dma_unmap` runs.
     #[pin]
     pub(crate) devices: Mutex<KVec<DeviceRef>>,
+    /// How many devices `devices` holds, for `pin_pages`: drivers call it
+    /// with their own lock held, the one their `dma_unmap` takes, so it
+    /// must not wait for `devices`.
+    pub(crate) ndevices: AtomicUsize,
     #[pin]
     pub(crate) inner: Mutex<ContainerInner>,
 }
@@ -219,6 +225,7 @@ impl Container {
                     "Container::inner"
                 ),
                 devices <- new_mutex!(KVec::new(), "Container::devices"),
+                ndevices: AtomicUsize::new(0),
             }),
             GFP_KERNEL,
         )

@@ -9,9 +9,13 @@
 //! pinned for a device cost nothing more; without one, each such page is
 //! charged to the mapping's owner.
 //!
-//! Lock order: `Container::devices`, then `Container::inner`. `dma_unmap`
-//! callbacks run with `devices` held and `inner` released, because the
-//! driver answers with `unpin_pages`.
+//! Lock order: `Container::devices`, then the driver's own lock (its
+//! `dma_unmap` runs with `devices` held and `inner` released, and answers
+//! with `unpin_pages`), then `Container::inner`. Drivers call `pin_pages`
+//! holding the lock their `dma_unmap` takes, so `pin_pages` never waits for
+//! `devices`.
+
+use core::sync::atomic::Ordering;
 
 use kernel::mm::Mm;
 use kernel::page::PAGE_SHIFT;
@@ -236,11 +240,16 @@ impl Container {
     pub(crate) fn register_device(&self, dev: DeviceRef) {
         // Nothing to do on allocation failure but to not notify; the C
         // module's list cannot fail.
-        let _ = self.devices.lock().push(dev, GFP_KERNEL);
+        let mut devices = self.devices.lock();
+        if devices.push(dev, GFP_KERNEL).is_ok() {
+            self.ndevices.store(devices.len(), Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn unregister_device(&self, dev: DeviceRef) {
-        self.devices.lock().retain(|d| *d != dev);
+        let mut devices = self.devices.lock();
+        devices.retain(|d| *d != dev);
+        self.ndevices.store(devices.len(), Ordering::Relaxed);
     }
 
     /// Calls every registered device's `dma_unmap` for `[iova, iova + size)`.
@@ -276,8 +285,8 @@ impl Container {
         }
         let n = npage as usize;
         IovaRange::from_size(user_iova, (n as u64) * PAGE_SIZE as u64)?;
-        // Devices first (lock order), and only to look.
-        if self.devices.lock().is_empty() {
+        // Not `devices`: the caller may hold the lock its `dma_unmap` takes.
+        if self.ndevices.load(Ordering::Relaxed) == 0 {
             return Err(EINVAL);
         }
         let mut inner = self.inner.lock();
