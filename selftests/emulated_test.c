@@ -708,6 +708,65 @@ TEST_F(emu, mixed_detach_reaccounts)
 	EXPECT_EQ(lck, vmlck_kb());
 }
 
+/* VFIO_IOMMU_DIRTY_PAGES GET_BITMAP of [iova, iova + size) into one u64. */
+static long get_dirty_word(int c, uint64_t iova, uint64_t size, uint64_t *word)
+{
+	struct {
+		struct vfio_iommu_type1_dirty_bitmap hdr;
+		struct vfio_iommu_type1_dirty_bitmap_get get;
+	} a = {
+		.hdr = { .argsz = sizeof(a), .flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP },
+		.get = { .iova = iova, .size = size,
+			 .bitmap = { .pgsize = 4096, .size = 8, .data = (void *)word } },
+	};
+
+	*word = 0;
+	return xioctl(c, VFIO_IOMMU_DIRTY_PAGES, (unsigned long)&a);
+}
+
+static long dirty_op(int c, uint32_t flag)
+{
+	struct vfio_iommu_type1_dirty_bitmap d = { .argsz = sizeof(d), .flags = flag };
+
+	return xioctl(c, VFIO_IOMMU_DIRTY_PAGES, (unsigned long)&d);
+}
+
+/*
+ * 6e. Dirty tracking with only emulated devices: type1 knows exactly what
+ * they touched. A report holds the pages dma_rw wrote since the last one,
+ * and every page a device keeps pinned.
+ */
+TEST_F(emu, dirty_exactly_what_devices_touched)
+{
+	long ps = page_size();
+	uint64_t w;
+	uint8_t *buf;
+
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	ASSERT_EQ(0, dirty_op(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START));
+	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
+	EXPECT_EQ(0ULL, w);
+
+	/* page 3; pages 5 and 6 (a write across the boundary); a pin of 9 */
+	ASSERT_EQ(0, dma_write(_metadata, self, IOVA_BASE + 3 * ps + 100, "x", 1));
+	ASSERT_EQ(0, dma_write(_metadata, self, IOVA_BASE + 6 * ps - 2, "abcd", 4));
+	ASSERT_EQ(1, pin(_metadata, self, IOVA_BASE + 9 * ps, 1, PROT_IOMMU_READ, NULL));
+	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
+	EXPECT_EQ((1ULL << 3) | (1ULL << 5) | (1ULL << 6) | (1ULL << 9), w);
+	/* Reported writes are forgotten; the pinned page stays dirty. */
+	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
+	EXPECT_EQ(1ULL << 9, w);
+	/* Reads do not dirty. */
+	ASSERT_EQ(0, dma_read(_metadata, self, IOVA_BASE + 12 * ps, 8, NULL));
+	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
+	EXPECT_EQ(1ULL << 9, w);
+	ASSERT_EQ(0, dirty_op(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
+	EXPECT_EQ(-EINVAL, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+}
+
 /*
  * 6d. An IOMMU-backed group joins a container that had only the mdev: its
  * mappings get pinned and mapped then (replay), and the pages the device
