@@ -305,6 +305,58 @@ TEST_F_TIMEOUT(dma, v1_round_trip, 60)
 	EXPECT_NO_FAULTS();
 }
 
+/*
+ * VADDR live update (QEMU's cpr-exec): the memory is a memfd; its vaddr is
+ * invalidated, the memfd is mapped at a new address and the vaddr given
+ * again. The IOVA mapping and the pins never change, and DMA lands in the
+ * memory seen at the new address.
+ */
+TEST_F_TIMEOUT(dma, vaddr_live_update, 60)
+{
+	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
+	struct vfio_iommu_type1_dma_unmap u = {
+		.argsz = sizeof(u), .flags = VFIO_DMA_UNMAP_FLAG_VADDR,
+		.iova = IOVA_A, .size = BUF_SIZE,
+	};
+	struct vfio_iommu_type1_dma_map m = {
+		.argsz = sizeof(m), .flags = VFIO_DMA_MAP_FLAG_VADDR,
+		.iova = IOVA_A, .size = BUF_SIZE,
+	};
+	int fd = memfd_create("vfio-vaddr", 0);
+	long long pins;
+	uint8_t *a, *b;
+
+	ASSERT_GE(fd, 0);
+	ASSERT_EQ(0, ftruncate(fd, BUF_SIZE));
+	a = mmap(NULL, BUF_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, a);
+	memset(a, 0x5a, BUF_SIZE);
+	ATTACH(0, g, VFIO_TYPE1v2_IOMMU);
+	MAP(a, IOVA_A, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
+	OPEN_DEV(0, self->group[0], g->dev[0]);
+	pins = foll_pins_outstanding();
+
+	ASSERT_EQ(0, xioctl(self->container, VFIO_IOMMU_UNMAP_DMA, (unsigned long)&u));
+	EXPECT_EQ((uint64_t)BUF_SIZE, (uint64_t)u.size);
+	/* The "new process": the same memory at another address. */
+	b = mmap(NULL, BUF_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, b);
+	munmap(a, BUF_SIZE);
+	m.vaddr = (uintptr_t)b;
+	ASSERT_EQ(0, xioctl(self->container, VFIO_IOMMU_MAP_DMA, (unsigned long)&m));
+	EXPECT_EQ(pins, foll_pins_outstanding());
+	/* A second update is refused: the vaddr is valid again. */
+	EXPECT_EQ(-EINVAL, xioctl(self->container, VFIO_IOMMU_MAP_DMA, (unsigned long)&m));
+
+	ASSERT_EQ(0, kmsg_watch_begin(&self->kw));
+	round_trip(_metadata, &self->dev[0], b, IOVA_A, 0x0, 0x2000, 1024, 0);
+	EXPECT_NO_FAULTS();
+	edu_close(&self->dev[0]);
+	ASSERT_EQ((long long)BUF_SIZE, edu_unmap(self->container, IOVA_A, BUF_SIZE, 0));
+	munmap(b, BUF_SIZE);
+	close(fd);
+}
+
 /* After UNMAP_DMA the device reaches neither the memory (writes) nor its
  * contents (reads). */
 TEST_F_TIMEOUT(dma, after_unmap_faults, 60)
