@@ -46,6 +46,10 @@ struct page *vfio_rs_pfn_to_page(unsigned long pfn);
 unsigned long vfio_rs_pages_contiguous(struct page **pages, unsigned long n);
 bool vfio_rs_access_ok(unsigned long addr, unsigned long size);
 unsigned long vfio_rs_rlimit_memlock(void);
+void vfio_rs_trace_attach(u32 container, int group, bool merged, u32 replayed, u64 pgsizes);
+void vfio_rs_trace_detach(u32 container, int group, bool domain_freed);
+void vfio_rs_trace_map(u32 container, u64 iova, u64 size, u32 runs, u32 domains);
+void vfio_rs_trace_unmap(u32 container, u64 iova, u64 last, u32 mappings, u64 bytes);
 struct mm_struct;
 struct task_struct;
 int vfio_rs_pin_remote_page(struct mm_struct *mm, unsigned long vaddr,

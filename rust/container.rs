@@ -34,6 +34,7 @@ use crate::mapping::Prot;
 use crate::params;
 use crate::pin::PageBatch;
 use crate::pin::PinnedPages;
+use crate::trace;
 use crate::uapi;
 use crate::uapi::DmaMap;
 use crate::uapi::DmaUnmap;
@@ -276,6 +277,7 @@ impl Container {
         if group_type == bindings::vfio_group_type_VFIO_EMULATED_IOMMU {
             // No domain: its devices use pin_pages/dma_rw.
             inner.emulated_groups.push(group, GFP_KERNEL)?;
+            trace::attach(self.id, group.id(), false, 0, 0);
             if params::verbose() {
                 pr_info!(
                     "container {}: emulated-IOMMU group {} attached\n",
@@ -334,6 +336,7 @@ impl Container {
             }
             match d.adopt_group(&mut new, group) {
                 Ok(()) => {
+                    trace::attach(self.id, group.id(), true, 0, d.pgsize_bitmap());
                     if params::verbose() {
                         pr_info!(
                             "container {}: group {} merged onto an existing domain ({} groups there)\n",
@@ -385,6 +388,13 @@ impl Container {
                 return Err(e);
             }
         }
+        trace::attach(
+            self.id,
+            group.id(),
+            false,
+            replayed as u32,
+            new.pgsize_bitmap(),
+        );
         if params::verbose() {
             let ap = new.aperture();
             pr_info!(
@@ -415,6 +425,7 @@ impl Container {
                 inner.remove_all_mappings();
             }
             drop(inner);
+            trace::detach(self.id, group.id(), false);
             if params::verbose() {
                 pr_info!(
                     "container {}: emulated-IOMMU group {} detached\n",
@@ -447,6 +458,7 @@ impl Container {
             inner.valid = valid;
         }
         drop(inner);
+        trace::detach(self.id, group.id(), freed.is_some());
         if params::verbose() {
             pr_info!(
                 "container {}: group {} detached{}\n",
@@ -727,6 +739,13 @@ impl Container {
         }
         inner.mappings.insert(slot, m);
         inner.dma_avail -= 1;
+        trace::map(
+            self.id,
+            range.start(),
+            req.size,
+            nruns as u32,
+            inner.domains.len() as u32,
+        );
         if params::verbose() {
             pr_info!(
                 "container {}: map iova {:#x}-{:#x} as {} contiguous runs into {} domains\n",
@@ -871,6 +890,7 @@ impl Container {
                 .map(|m| m.size())
                 .sum();
             inner.remove_mappings(keys[..done].iter().copied());
+            trace::unmap(self.id, range.start(), range.last(), done as u32, unmapped);
             if params::verbose() {
                 pr_info!(
                     "container {}: unmap iova {:#x}-{:#x}: {} mappings, {:#x} bytes, one IOTLB flush per domain\n",

@@ -25,6 +25,7 @@ mod iova;
 mod mapping;
 mod params;
 mod pin;
+mod trace;
 mod uapi;
 
 use container::Container;

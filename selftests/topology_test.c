@@ -2,7 +2,8 @@
 /*
  * What vfio-type1-rs shows beyond the C module: its debugfs view of
  * containers, domains, groups and mappings (which makes the merge of
- * compatible groups onto one domain observable), and its KUnit suites.
+ * compatible groups onto one domain observable), its trace events, and its
+ * KUnit suites.
  * On the C backend these tests skip: it has neither.
  */
 #include "kselftest_harness.h"
@@ -43,7 +44,7 @@ FIXTURE(topology) {
 FIXTURE_SETUP(topology)
 {
 	if (!backend_is_rust())
-		SKIP(return, "the C module has no debugfs view");
+		SKIP(return, "the C module has no debugfs view or trace events");
 	leak_baseline_take(_metadata, &self->base);
 	self->container = open("/dev/vfio/vfio", O_RDWR);
 	ASSERT_GE(self->container, 0);
@@ -142,6 +143,62 @@ TEST_F(topology, hugepage_runs_follow_disable_hugepages)
 	ASSERT_EQ(0, read_view(view, sizeof(view)));
 	EXPECT_NE(NULL, strstr(view, "runs 512 largest_run_pages 1\n")) TH_LOG("%s", view);
 	ASSERT_EQ(0, dma_unmap(self->container, 0x200000, SZ_2M, 0, NULL));
+	munmap(buf, SZ_2M);
+}
+
+#define TRACING "/sys/kernel/tracing"
+
+static int write_str(const char *path, const char *v)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, v, strlen(v));
+	close(fd);
+	return n < 0 ? -errno : 0;
+}
+
+/* The trace events tell the attach/merge/replay/map/unmap/detach story. */
+TEST_F(topology, trace_events)
+{
+	const struct vfio_test_group *g0 = vfio_test_group_find(1, 0);
+	const struct vfio_test_group *g1 = vfio_test_group_find(1, 1);
+	void *buf = mmap_aligned(SZ_2M, SZ_2M, PROT_READ | PROT_WRITE);
+	static char trace[65536];
+	char want[160];
+	int fd;
+	ssize_t n;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_EQ(0, write_str(TRACING "/trace", ""));
+	ASSERT_EQ(0, write_str(TRACING "/events/vfio_type1_rs/enable", "1"));
+	ASSERT_EQ(0, xioctl(self->group[0], VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
+	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	ASSERT_EQ(0, dma_map(self->container, 0x200000, buf, SZ_2M,
+			     VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE));
+	ASSERT_EQ(0, xioctl(self->group[1], VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
+	ASSERT_EQ(0, dma_unmap(self->container, 0x200000, SZ_2M, 0, NULL));
+	ASSERT_EQ(0, xioctl(self->group[1], VFIO_GROUP_UNSET_CONTAINER, 0));
+	ASSERT_EQ(0, write_str(TRACING "/events/vfio_type1_rs/enable", "0"));
+
+	fd = open(TRACING "/trace", O_RDONLY);
+	ASSERT_GE(fd, 0);
+	n = read(fd, trace, sizeof(trace) - 1);
+	close(fd);
+	ASSERT_GT(n, 0);
+	trace[n] = 0;
+	TH_LOG("%s", trace);
+	snprintf(want, sizeof(want), "group=%d new-domain replayed=0", g0->id);
+	EXPECT_NE(NULL, strstr(trace, want)) TH_LOG("no '%s'", want);
+	EXPECT_NE(NULL, strstr(trace, "vfio_rs_map: container="));
+	EXPECT_NE(NULL, strstr(trace, "iova=0x200000 size=0x200000"));
+	snprintf(want, sizeof(want), "group=%d merged", g1->id);
+	EXPECT_NE(NULL, strstr(trace, want)) TH_LOG("no '%s'", want);
+	EXPECT_NE(NULL, strstr(trace, "range=0x200000-0x3fffff mappings=1 bytes=0x200000"));
+	snprintf(want, sizeof(want), "vfio_rs_detach: container=");
+	EXPECT_NE(NULL, strstr(trace, want));
 	munmap(buf, SZ_2M);
 }
 
