@@ -5,9 +5,8 @@
  * process that owns the memory.
  *
  * Why C: they work on another process's mm under its mmap_lock
- * (pin_user_pages_remote, __account_locked_vm, kthread_use_mm with
- * copy_{to,from}_user) and on struct vfio_device's ops, none of which the
- * Rust abstractions wrap yet.
+ * (pin_user_pages_remote, kthread_use_mm with copy_{to,from}_user) and on
+ * struct vfio_device's ops, none of which the Rust abstractions wrap yet.
  */
 #include <linux/kthread.h>
 #include <linux/mm.h>
@@ -50,29 +49,6 @@ int vfio_rs_pin_remote_page(struct mm_struct *mm, unsigned long vaddr,
 }
 
 /*
- * Charges (@npage > 0) or releases @npage pages of @mm's locked_vm on
- * behalf of @task; -ENOMEM over RLIMIT_MEMLOCK without @lock_cap, -ESRCH if
- * the mm has no users left.
- */
-int vfio_rs_lock_acct(struct mm_struct *mm, long npage,
-		      struct task_struct *task, bool lock_cap)
-{
-	int ret;
-
-	if (!npage)
-		return 0;
-	if (!mmget_not_zero(mm))
-		return -ESRCH;
-	ret = mmap_write_lock_killable(mm);
-	if (!ret) {
-		ret = __account_locked_vm(mm, abs(npage), npage > 0, task, lock_cap);
-		mmap_write_unlock(mm);
-	}
-	mmput(mm);
-	return ret;
-}
-
-/*
  * Copies @count bytes between @data and @vaddr in @mm. Returns the bytes
  * copied (all or nothing), -EPERM if the mm is gone; copies nothing from a
  * process other than @mm's.
@@ -97,11 +73,6 @@ long vfio_rs_rw_mm(struct mm_struct *mm, unsigned long vaddr, void *data,
 		kthread_unuse_mm(mm);
 	mmput(mm);
 	return copied;
-}
-
-bool vfio_rs_capable_ipc_lock(void)
-{
-	return capable(CAP_IPC_LOCK);
 }
 
 bool vfio_rs_device_has_dma_unmap(struct vfio_device *vdev)

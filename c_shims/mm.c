@@ -7,6 +7,7 @@
  * num_pages_contiguous() is a static inline built on them.
  */
 #include <linux/mm.h>
+#include <linux/sched/mm.h>
 #include <linux/mm_inline.h>
 #include <linux/uaccess.h>
 #include "shims.h"
@@ -89,3 +90,35 @@ bool vfio_rs_access_ok(unsigned long addr, unsigned long size)
 {
 	return access_ok((void __user *)addr, size);
 }
+
+/*
+ * Charges (@npage > 0) or releases @npage pages of @mm's locked_vm on
+ * behalf of @task (the mapping's owner, from any context); -ENOMEM over
+ * RLIMIT_MEMLOCK without @lock_cap, -ESRCH if the mm has no users left.
+ *
+ * Why C: __account_locked_vm() needs mmap_lock held for writing.
+ */
+int vfio_rs_lock_acct(struct mm_struct *mm, long npage,
+		      struct task_struct *task, bool lock_cap)
+{
+	int ret;
+
+	if (!npage)
+		return 0;
+	if (!mmget_not_zero(mm))
+		return -ESRCH;
+	ret = mmap_write_lock_killable(mm);
+	if (!ret) {
+		ret = __account_locked_vm(mm, abs(npage), npage > 0, task, lock_cap);
+		mmap_write_unlock(mm);
+	}
+	mmput(mm);
+	return ret;
+}
+
+/* Why C: capable() is not wrapped yet. */
+bool vfio_rs_capable_ipc_lock(void)
+{
+	return capable(CAP_IPC_LOCK);
+}
+

@@ -24,7 +24,6 @@ use crate::domain::Domain;
 use crate::domain::GroupRef;
 use crate::emulated::DeviceRef;
 use crate::emulated::ExternalPins;
-use crate::emulated::Owner;
 use crate::iova::IovaRange;
 use crate::iova::ValidRanges;
 use crate::mapping::Mapping;
@@ -32,6 +31,7 @@ use crate::mapping::MappingSlot;
 use crate::mapping::Mappings;
 use crate::mapping::Prot;
 use crate::params;
+use crate::pin::Owner;
 use crate::pin::PageBatch;
 use crate::pin::PinnedPages;
 use crate::trace;
@@ -178,20 +178,23 @@ impl ContainerInner {
     /// mapping from the domains and drop its full pin; pages pinned by
     /// devices stay pinned and are now charged on their own.
     fn unpin_all_keep_external(&mut self) {
-        for d in self.domains.iter() {
-            d.unmap_ranges(self.mappings.iter().map(|m| (m.range.start(), m.size())));
-        }
+        self.unmap_all_from_domains();
         for m in self.mappings.iter_mut() {
             drop(m.pinned.take());
             m.external.set_charged(&m.owner, true);
         }
     }
 
-    fn remove_all_mappings(&mut self) {
-        // Collecting is not needed: unmap every domain first, then drain.
+    /// Unmaps every mapping from every domain (one IOTLB flush per domain).
+    fn unmap_all_from_domains(&self) {
         for d in self.domains.iter() {
             d.unmap_ranges(self.mappings.iter().map(|m| (m.range.start(), m.size())));
         }
+    }
+
+    fn remove_all_mappings(&mut self) {
+        // Unmap from every domain first, then drop (unpin) them all.
+        self.unmap_all_from_domains();
         while let Some(k) = self.mappings.first_key() {
             drop(self.mappings.remove(k));
             self.dma_avail += 1;
@@ -653,7 +656,7 @@ impl Container {
             }
             let owner = Owner::current()?;
             if let Some(p) = m.pinned.as_mut() {
-                p.change_owner()?;
+                p.change_owner(owner.clone())?;
             }
             m.owner = owner;
             m.vaddr = req.vaddr;
@@ -698,7 +701,7 @@ impl Container {
                 Ok(())
             };
             let (pinned, mapped) = PinnedPages::pin(
-                owner.mm.clone(),
+                owner.clone(),
                 req.vaddr,
                 npages,
                 prot.writable(),
@@ -999,10 +1002,10 @@ impl Container {
 fn pin_into(domain: &Domain, m: &mut Mapping, batch: &mut PageBatch) -> Result {
     let npages = usize::try_from(m.size() >> PAGE_SHIFT).map_err(|_| EINVAL)?;
     let (start, prot) = (m.range.start(), m.prot);
-    // As the C module, the caller's mm is pinned (the process attaching).
-    let mm = Owner::current()?.mm;
+    // As the C module, the caller's memory is pinned (the process attaching)
+    // and the mapping's owner charged.
     let (res, mapped) = PinnedPages::pin(
-        mm,
+        m.owner.clone(),
         m.vaddr,
         npages,
         prot.writable(),

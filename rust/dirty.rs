@@ -14,6 +14,7 @@ use kernel::uaccess::UserSlice;
 
 use crate::bindings;
 use crate::iova::IovaRange;
+use crate::uapi::u64_at;
 
 /// Most pages one mapping's bitmap may describe (`INT_MAX`, as the C module).
 pub(crate) const BITMAP_PAGES_MAX: u64 = i32::MAX as u64;
@@ -33,15 +34,10 @@ pub(crate) struct UserBitmap {
 impl UserBitmap {
     /// Parses the 24 bytes of a `struct vfio_bitmap`.
     pub(crate) fn from_bytes(b: &[u8]) -> Self {
-        let u = |off: usize| {
-            let mut v = [0u8; 8];
-            v.copy_from_slice(&b[off..off + 8]);
-            u64::from_ne_bytes(v)
-        };
         Self {
-            pgsize: u(0),
-            size: u(8),
-            data: u(16),
+            pgsize: u64_at(b, 0),
+            size: u64_at(b, 8),
+            data: u64_at(b, 16),
         }
     }
 

@@ -17,61 +17,17 @@
 
 use core::sync::atomic::Ordering;
 
-use kernel::mm::Mm;
 use kernel::page::PAGE_SHIFT;
 use kernel::page::PAGE_SIZE;
 use kernel::pr_warn_once;
 use kernel::prelude::*;
 use kernel::rbtree::RBTree;
 use kernel::rbtree::RBTreeNodeReservation;
-use kernel::sync::aref::ARef;
-use kernel::task::Task;
 
 use crate::bindings;
 use crate::container::Container;
 use crate::iova::IovaRange;
-
-/// Who a mapping's memory belongs to: the process that created it.
-pub(crate) struct Owner {
-    pub(crate) mm: ARef<Mm>,
-    task: ARef<Task>,
-    lock_cap: bool,
-}
-
-impl Owner {
-    /// The calling process (its thread group leader, as the C module).
-    ///
-    /// # Errors
-    ///
-    /// `ENODEV` from a context without an mm.
-    pub(crate) fn current() -> Result<Self> {
-        let cur = kernel::current!();
-        let mm = cur.mm().map(|mm| ARef::<Mm>::from(&**mm)).ok_or(ENODEV)?;
-        let task = ARef::from(cur.group_leader());
-        // SAFETY: no preconditions.
-        let lock_cap = unsafe { bindings::vfio_rs_capable_ipc_lock() };
-        Ok(Self { mm, task, lock_cap })
-    }
-
-    /// Charges (`npage > 0`) or releases pages of `locked_vm`.
-    ///
-    /// # Errors
-    ///
-    /// `ENOMEM` over RLIMIT_MEMLOCK without CAP_IPC_LOCK; `ESRCH` if the
-    /// mm has no users left.
-    pub(crate) fn lock_acct(&self, npage: i64) -> Result {
-        // SAFETY: `mm` and `task` are held by references.
-        let ret = unsafe {
-            bindings::vfio_rs_lock_acct(
-                self.mm.as_raw().cast(),
-                npage as c_long,
-                self.task.as_ptr().cast(),
-                self.lock_cap,
-            )
-        };
-        kernel::error::to_result(ret)
-    }
-}
+use crate::pin::Owner;
 
 /// One page pinned for emulated devices, shared by all their pins of it.
 struct ExternalPin {

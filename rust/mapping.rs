@@ -14,8 +14,8 @@ use kernel::alloc::KVVec;
 use kernel::prelude::*;
 
 use crate::emulated::ExternalPins;
-use crate::emulated::Owner;
 use crate::iova::IovaRange;
+use crate::pin::Owner;
 use crate::pin::PinnedPages;
 
 /// Device access rights of a mapping (`IOMMU_READ`/`IOMMU_WRITE` bits).

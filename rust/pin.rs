@@ -4,15 +4,61 @@
 //! contiguous runs, with `locked_vm` accounting against RLIMIT_MEMLOCK.
 //!
 //! Lock order: called with the container lock held; takes the mm's
-//! `mmap_lock` (inside GUP and `account_locked_vm`).
+//! `mmap_lock` (inside GUP and the `locked_vm` charge).
 
 use kernel::mm::Mm;
 use kernel::page::PAGE_SHIFT;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
+use kernel::task::Task;
 
 use crate::bindings;
+
+/// Who a mapping's memory belongs to: the process that created it, charged
+/// in its `locked_vm` for what is pinned (with the task and CAP_IPC_LOCK
+/// of the time of the mapping, as the C module).
+#[derive(Clone)]
+pub(crate) struct Owner {
+    pub(crate) mm: ARef<Mm>,
+    task: ARef<Task>,
+    lock_cap: bool,
+}
+
+impl Owner {
+    /// The calling process (its thread group leader, as the C module).
+    ///
+    /// # Errors
+    ///
+    /// `ENODEV` from a context without an mm.
+    pub(crate) fn current() -> Result<Self> {
+        let cur = kernel::current!();
+        let mm = cur.mm().map(|mm| ARef::<Mm>::from(&**mm)).ok_or(ENODEV)?;
+        let task = ARef::from(cur.group_leader());
+        // SAFETY: no preconditions.
+        let lock_cap = unsafe { bindings::vfio_rs_capable_ipc_lock() };
+        Ok(Self { mm, task, lock_cap })
+    }
+
+    /// Charges (`npage > 0`) or releases pages of `locked_vm`.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` over RLIMIT_MEMLOCK without CAP_IPC_LOCK; `ESRCH` if the
+    /// mm has no users left.
+    pub(crate) fn lock_acct(&self, npage: i64) -> Result {
+        // SAFETY: `mm` and `task` are held by references.
+        let ret = unsafe {
+            bindings::vfio_rs_lock_acct(
+                self.mm.as_raw().cast(),
+                npage as c_long,
+                self.task.as_ptr().cast(),
+                self.lock_cap,
+            )
+        };
+        kernel::error::to_result(ret)
+    }
+}
 
 /// How many `struct page *` one GUP call fills: one page of pointers.
 pub(crate) const BATCH_PAGES: usize = PAGE_SIZE / core::mem::size_of::<*mut bindings::page>();
@@ -45,14 +91,13 @@ impl PageBatch {
 ///
 /// # Invariants
 ///
-/// Every page of every run in `runs` holds one pin taken by `pin`; `locked`
-/// pages are accounted in `mm`'s `locked_vm`. Both are given back once, by
-/// `release` (or `drop`).
+/// Every page of every pinned run in `runs` holds one pin taken by `pin`;
+/// `locked` pages are charged to `owner`. Both are given back once, by
+/// `drop`.
 pub(crate) struct PinnedPages {
     runs: KVVec<PfnRun>,
     npages: usize,
-    /// The mm charged for `locked`; an `mmgrab` reference.
-    mm: ARef<Mm>,
+    owner: Owner,
     locked: usize,
     writable: bool,
 }
@@ -61,7 +106,8 @@ pub(crate) struct PinnedPages {
 unsafe impl Send for PinnedPages {}
 
 impl PinnedPages {
-    /// Pins `npages` pages of `mm` (the current process's) at `vaddr` and calls
+    /// Pins `npages` pages of the current process at `vaddr`, charged to
+    /// `owner`, and calls
     /// `map_run(offset, run)` for each physically contiguous run as soon as
     /// it is complete (`offset` is in bytes from `vaddr`). With
     /// `single_pages` every run is one page (the `disable_hugepages`
@@ -75,7 +121,7 @@ impl PinnedPages {
     /// the partly pinned pages come back with the error: the caller unmaps
     /// what was mapped, then drops them (unpin after unmap).
     pub(crate) fn pin(
-        mm: ARef<Mm>,
+        owner: Owner,
         vaddr: u64,
         npages: usize,
         writable: bool,
@@ -86,7 +132,7 @@ impl PinnedPages {
         let mut pinned = PinnedPages {
             runs: KVVec::new(),
             npages: 0,
-            mm,
+            owner,
             locked: 0,
             writable,
         };
@@ -156,15 +202,12 @@ impl PinnedPages {
         }
         // `0 < got <= want`.
         let got = got as usize;
-        // SAFETY: `mm` is alive (`mmgrab`) and has users (it is current's).
-        let ret =
-            unsafe { bindings::account_locked_vm(self.mm.as_raw().cast(), got as c_ulong, true) };
-        if ret != 0 {
+        let ret = self.owner.lock_acct(got as i64);
+        if let Err(err) = ret {
             for &p in &batch.pages[..got] {
                 // SAFETY: `p` was pinned just above and is recorded nowhere.
                 unsafe { bindings::unpin_user_page_range_dirty_lock(p, 1, false) };
             }
-            let err = Error::from_errno(ret);
             if err == ENOMEM {
                 // SAFETY: reads current's rlimit.
                 let limit = unsafe { bindings::vfio_rs_rlimit_memlock() };
@@ -253,45 +296,21 @@ impl PinnedPages {
         &self.runs
     }
 
-    /// Moves the `locked_vm` charge to the current process (VADDR update
-    /// from a new process).
+    /// Moves the `locked_vm` charge to `new` (VADDR update from a new
+    /// process).
     ///
     /// # Errors
     ///
     /// `ENOMEM` if the new owner is over its RLIMIT_MEMLOCK.
-    pub(crate) fn change_owner(&mut self) -> Result {
-        let task = kernel::current!();
-        let Some(cur) = task.mm() else {
-            return Err(EFAULT);
-        };
-        if cur.as_raw() == self.mm.as_raw() {
+    pub(crate) fn change_owner(&mut self, new: Owner) -> Result {
+        if new.mm.as_raw() == self.owner.mm.as_raw() {
             return Ok(());
         }
-        // SAFETY: `cur` is current's mm, alive while we run.
-        let ret = unsafe {
-            bindings::account_locked_vm(cur.as_raw().cast(), self.locked as c_ulong, true)
-        };
-        if ret != 0 {
-            return Err(Error::from_errno(ret));
-        }
-        let new: ARef<Mm> = ARef::from(&**cur);
-        self.unaccount();
-        self.mm = new;
+        new.lock_acct(self.locked as i64)?;
+        // The old mm may have no users left: nothing to give back then.
+        let _ = self.owner.lock_acct(-(self.locked as i64));
+        self.owner = new;
         Ok(())
-    }
-
-    /// Gives the `locked_vm` charge back, if the owner's mm still has users.
-    fn unaccount(&mut self) {
-        if self.locked == 0 {
-            return;
-        }
-        if let Some(mm) = self.mm.mmget_not_zero() {
-            // SAFETY: `mm` has a user reference for the call.
-            unsafe {
-                bindings::account_locked_vm(mm.as_raw().cast(), self.locked as c_ulong, false)
-            };
-        }
-        self.locked = 0;
     }
 }
 
@@ -314,7 +333,8 @@ impl Drop for PinnedPages {
         for run in self.runs.iter() {
             unpin_run(*run, self.writable);
         }
-        self.unaccount();
+        // The owner's mm may have no users left: nothing to give back then.
+        let _ = self.owner.lock_acct(-(self.locked as i64));
     }
 }
 

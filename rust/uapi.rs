@@ -100,7 +100,7 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_ne_bytes(v)
 }
 
-fn u64_at(b: &[u8], off: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], off: usize) -> u64 {
     let mut v = [0u8; 8];
     v.copy_from_slice(&b[off..off + 8]);
     u64::from_ne_bytes(v)
