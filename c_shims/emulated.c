@@ -8,6 +8,7 @@
  * (pin_user_pages_remote, kthread_use_mm with copy_{to,from}_user) and on
  * struct vfio_device's ops, none of which the Rust abstractions wrap yet.
  */
+#include <linux/error-injection.h>
 #include <linux/kthread.h>
 #include <linux/mm.h>
 #include <linux/sched/mm.h>
@@ -47,6 +48,8 @@ int vfio_rs_pin_remote_page(struct mm_struct *mm, unsigned long vaddr,
 	mmput(mm);
 	return ret;
 }
+/* An error-injection point for the tests of pin_pages (see iommu.c). */
+ALLOW_ERROR_INJECTION(vfio_rs_pin_remote_page, ERRNO);
 
 /*
  * Copies @count bytes between @data and @vaddr in @mm. Returns the bytes

@@ -7,6 +7,7 @@
  * function for, and the IOTLB gather helpers are static inlines.
  */
 #include <linux/device.h>
+#include <linux/error-injection.h>
 #include <linux/iommu.h>
 #include "shims.h"
 
@@ -49,3 +50,26 @@ void vfio_rs_iotlb_sync(struct iommu_domain *domain,
 {
 	iommu_iotlb_sync(domain, gather);
 }
+
+/*
+ * Error-injection points (ALLOW_ERROR_INJECTION): on the debug kernel,
+ * fail_function can make these fail on demand, so the tests reach the
+ * unwinding of a map or an attach that fails part way, which allocation
+ * failures alone cannot (iommu_map may succeed without allocating).
+ *
+ * Why C: ALLOW_ERROR_INJECTION() is a C macro that records the function in
+ * a section of the module.
+ */
+int vfio_rs_iommu_map(struct iommu_domain *domain, unsigned long iova,
+		      phys_addr_t paddr, size_t size, int prot)
+{
+	return iommu_map(domain, iova, paddr, size, prot, GFP_KERNEL_ACCOUNT);
+}
+ALLOW_ERROR_INJECTION(vfio_rs_iommu_map, ERRNO);
+
+int vfio_rs_iommu_attach_group(struct iommu_domain *domain,
+			       struct iommu_group *group)
+{
+	return iommu_attach_group(domain, group);
+}
+ALLOW_ERROR_INJECTION(vfio_rs_iommu_attach_group, ERRNO);

@@ -6,6 +6,7 @@
  * depends on the memory model (SPARSEMEM_VMEMMAP, ...), and
  * num_pages_contiguous() is a static inline built on them.
  */
+#include <linux/error-injection.h>
 #include <linux/mm.h>
 #include <linux/sched/mm.h>
 #include <linux/mm_inline.h>
@@ -73,6 +74,17 @@ retry:
 	return ret;
 }
 
+/*
+ * pin_user_pages_fast() as an error-injection point (see c_shims/iommu.c):
+ * the debug kernel's tests make GUP fail half way through a mapping.
+ */
+int vfio_rs_pin_user_pages_fast(unsigned long start, int nr_pages,
+				unsigned int gup_flags, struct page **pages)
+{
+	return pin_user_pages_fast(start, nr_pages, gup_flags, pages);
+}
+ALLOW_ERROR_INJECTION(vfio_rs_pin_user_pages_fast, ERRNO);
+
 /* How many of @pages, from the first, are contiguous (n >= 1). */
 unsigned long vfio_rs_pages_contiguous(struct page **pages, unsigned long n)
 {
@@ -93,26 +105,29 @@ bool vfio_rs_access_ok(unsigned long addr, unsigned long size)
 
 /*
  * Charges (@npage > 0) or releases @npage pages of @mm's locked_vm on
- * behalf of @task (the mapping's owner, from any context); -ENOMEM over
- * RLIMIT_MEMLOCK without @lock_cap, -ESRCH if the mm has no users left.
+ * behalf of @task (the mapping's owner); -ENOMEM over RLIMIT_MEMLOCK
+ * without @lock_cap. With @async (any context but the map and replay
+ * paths), -ESRCH if the mm has no users left; without, the mm is charged
+ * even then, as the C module's vfio_lock_acct(..., async=false) does.
  *
  * Why C: __account_locked_vm() needs mmap_lock held for writing.
  */
 int vfio_rs_lock_acct(struct mm_struct *mm, long npage,
-		      struct task_struct *task, bool lock_cap)
+		      struct task_struct *task, bool lock_cap, bool async)
 {
 	int ret;
 
 	if (!npage)
 		return 0;
-	if (!mmget_not_zero(mm))
+	if (async && !mmget_not_zero(mm))
 		return -ESRCH;
 	ret = mmap_write_lock_killable(mm);
 	if (!ret) {
 		ret = __account_locked_vm(mm, abs(npage), npage > 0, task, lock_cap);
 		mmap_write_unlock(mm);
 	}
-	mmput(mm);
+	if (async)
+		mmput(mm);
 	return ret;
 }
 

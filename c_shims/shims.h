@@ -38,6 +38,12 @@ unsigned long vfio_rs_domain_pgsize_bitmap(struct iommu_domain *domain);
 void vfio_rs_domain_aperture(struct iommu_domain *domain, u64 *start, u64 *end);
 struct device;
 const char *vfio_rs_dev_name(struct device *dev);
+int vfio_rs_iommu_map(struct iommu_domain *domain, unsigned long iova,
+		      phys_addr_t paddr, size_t size, int prot);
+int vfio_rs_iommu_attach_group(struct iommu_domain *domain,
+			       struct iommu_group *group);
+int vfio_rs_pin_user_pages_fast(unsigned long start, int nr_pages,
+				unsigned int gup_flags, struct page **pages);
 void vfio_rs_iotlb_gather_init(struct iommu_iotlb_gather *gather);
 void vfio_rs_iotlb_sync(struct iommu_domain *domain,
 			struct iommu_iotlb_gather *gather);
@@ -55,7 +61,7 @@ struct task_struct;
 int vfio_rs_pin_remote_page(struct mm_struct *mm, unsigned long vaddr,
 			    bool write, unsigned long *pfn);
 int vfio_rs_lock_acct(struct mm_struct *mm, long npage,
-		      struct task_struct *task, bool lock_cap);
+		      struct task_struct *task, bool lock_cap, bool async);
 long vfio_rs_rw_mm(struct mm_struct *mm, unsigned long vaddr, void *data,
 		   size_t count, bool write);
 bool vfio_rs_capable_ipc_lock(void);

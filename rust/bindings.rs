@@ -14,6 +14,9 @@
     unsafe_op_in_unsafe_fn,
     missing_docs,
     clippy::all,
+    // Generated bitfield accessors; not code that sees user values.
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
     clippy::as_underscore,
     clippy::cast_lossless,
     clippy::ptr_as_ptr,

@@ -47,8 +47,84 @@ impl fmt::Debug for View {
         let list = CONTAINERS.lock();
         writeln!(f, "{} containers", list.len())?;
         for c in list.iter() {
-            c.describe(f)?;
+            describe(c, f)?;
         }
         Ok(())
     }
+}
+
+/// Writes `c`'s topology: domains and their groups and devices, emulated
+/// groups, mappings.
+fn describe(c: &Container, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    // Lock order: `devices` before `inner`.
+    let ndev = c.devices.lock().len();
+    let inner = c.inner.lock();
+    writeln!(
+        f,
+        "container {} ({}): {} domains, {} mappings, dma_avail {}, iova_pgsizes {:#x}",
+        c.id(),
+        if c.v2() { "type1v2" } else { "type1" },
+        inner.domains.len(),
+        inner.mappings.len(),
+        inner.mappings.avail(),
+        inner.pgsize_bitmap
+    )?;
+    write!(f, "  valid iova:")?;
+    for r in inner.valid.ranges() {
+        write!(f, " {:#x}-{:#x}", r.start(), r.last())?;
+    }
+    writeln!(f)?;
+    for (i, d) in inner.domains.iter().enumerate() {
+        let ap = d.aperture();
+        write!(
+            f,
+            "  domain {}: pgsizes {:#x}, aperture {:#x}-{:#x}, enforce_cache_coherency {}, groups",
+            i,
+            d.pgsize_bitmap(),
+            ap.start(),
+            ap.last(),
+            d.enforce_cache_coherency()
+        )?;
+        for g in d.groups() {
+            write!(f, " {}", g.id())?;
+        }
+        writeln!(f)?;
+        for g in d.groups() {
+            write!(f, "    group {} devices:", g.id())?;
+            g.write_devices(f)?;
+            writeln!(f)?;
+        }
+    }
+    if !inner.emulated_groups.is_empty() {
+        write!(f, "  emulated-IOMMU groups:")?;
+        for g in inner.emulated_groups.iter() {
+            write!(f, " {}", g.id())?;
+        }
+        writeln!(f, " ({} devices registered)", ndev)?;
+    }
+    for m in inner.mappings.iter() {
+        let runs = m.pinned.as_ref().map_or(&[][..], |p| p.runs());
+        let largest = runs.iter().map(|r| r.npages).max().unwrap_or(0);
+        write!(
+            f,
+            "  mapping iova {:#x}-{:#x} size {:#x} vaddr {:#x} prot {}{}{} runs {} largest_run_pages {}",
+            m.range.start(),
+            m.range.last(),
+            m.size(),
+            m.vaddr,
+            if m.prot.readable() { "r" } else { "-" },
+            if m.prot.writable() { "w" } else { "-" },
+            if m.vaddr_invalid() { " vaddr-invalid" } else { "" },
+            runs.len(),
+            largest
+        )?;
+        if m.pinned.is_none() {
+            write!(f, " not-pinned")?;
+        }
+        match m.external.count() {
+            0 => writeln!(f)?,
+            n => writeln!(f, " device_pinned_pages {}", n)?,
+        }
+    }
+    Ok(())
 }

@@ -4,17 +4,23 @@
 //! bitmap of `VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP`.
 //!
 //! A device behind an IOMMU domain may write any page it can reach and
-//! type1 cannot see which, so while tracking is on every page of every
-//! mapping is reported dirty, at every query (the C module's rule for
-//! IOMMU-backed groups). No per-page state is kept.
+//! type1 cannot see which, so while such a group is attached every page of
+//! every mapping is reported dirty, at every query (the C module's rule).
+//! With only emulated devices, each mapping keeps a bitmap of the pages
+//! written by `dma_rw` since the last report, and the pages the devices
+//! keep pinned are dirty too. When an IOMMU-backed group leaves, every page
+//! is marked dirty once more (it may have written anything before).
 
 use kernel::prelude::*;
 use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
 use crate::bindings;
+use crate::container::Container;
+use crate::container::ContainerInner;
 use crate::iova::IovaRange;
-use crate::uapi::u64_at;
+use crate::mapping::Mapping;
+use crate::uapi::DirtyPages;
 
 /// Most pages one mapping's bitmap may describe (`INT_MAX`, as the C module).
 pub(crate) const BITMAP_PAGES_MAX: u64 = i32::MAX as u64;
@@ -32,13 +38,9 @@ pub(crate) struct UserBitmap {
 }
 
 impl UserBitmap {
-    /// Parses the 24 bytes of a `struct vfio_bitmap`.
-    pub(crate) fn from_bytes(b: &[u8]) -> Self {
-        Self {
-            pgsize: u64_at(b, 0),
-            size: u64_at(b, 8),
-            data: u64_at(b, 16),
-        }
+    /// The user's `struct vfio_bitmap`, not yet validated.
+    pub(crate) fn new(pgsize: u64, size: u64, data: u64) -> Self {
+        Self { pgsize, size, data }
     }
 
     /// The checks done before taking the container lock: the buffer is a
@@ -59,25 +61,26 @@ impl UserBitmap {
             return Err(EINVAL);
         }
         let npages = size >> self.pgsize.trailing_zeros();
-        if npages == 0
-            || self.size == 0
-            || self.size > BITMAP_SIZE_MAX
-            || self.size < npages.next_multiple_of(64) / 8
-        {
+        // Bytes needed for `npages` bits in u64 words. The C module's
+        // DIRTY_BITMAP_BYTES() wraps to 0 past 2^64 - 64 pages; every such
+        // request (an unaligned `size` at a `pgsize` of 1) fails its later
+        // alignment checks with EINVAL, so failing here is the same answer.
+        let needed = npages.checked_next_multiple_of(64).ok_or(EINVAL)? / 8;
+        if npages == 0 || self.size == 0 || self.size > BITMAP_SIZE_MAX || self.size < needed {
             return Err(EINVAL);
         }
         Ok(())
     }
 
     /// Writes `mapping`'s dirty bits (`src`, one bit per page; `None`: every
-    /// page) into the user bitmap, whose bit 0
-    /// is the page at `base`. Words wholly covered are written; a first word
-    /// shared with what comes before keeps the user's bits (so adjacent
-    /// mappings sharing a word combine), in the last the bits past it are 0.
+    /// page) into the user bitmap, whose bit 0 is the page at `base`. Words
+    /// wholly covered are written; a first word shared with what comes
+    /// before keeps the user's bits (so adjacent mappings sharing a word
+    /// combine), in the last the bits past it are 0.
     ///
     /// # Errors
     ///
-    /// `EFAULT`.
+    /// `EFAULT`; `EINVAL` if `mapping` starts below `base`.
     pub(crate) fn report(
         &self,
         base: u64,
@@ -85,73 +88,213 @@ impl UserBitmap {
         pgshift: u32,
         src: Option<&[u64]>,
     ) -> Result {
-        let nbits = (mapping.last() - mapping.start() + 1) >> pgshift;
-        let bit_offset = (mapping.start() - base) >> pgshift;
-        let first_word = bit_offset / 64;
-        let shift = bit_offset % 64;
+        let nbits = mapping.size() >> pgshift;
+        let bit_offset = mapping.start().checked_sub(base).ok_or(EINVAL)? >> pgshift;
+        let (first_word, shift) = (bit_offset / 64, bit_offset % 64);
         // Bits to write, counted from the start of the first word.
-        let total = nbits + shift;
+        let total = nbits.checked_add(shift).ok_or(EINVAL)?;
         let nwords = total.div_ceil(64);
-        let word_addr = |w: u64| (self.data + (first_word + w) * 8) as usize;
-
-        let leftover = if shift != 0 {
-            let mut b = [0u8; 8];
-            UserSlice::new(UserPtr::from_addr(word_addr(0)), 8)
-                .reader()
-                .read_slice(&mut b)?;
-            // The C module ORs the whole word back (`bitmap_or` over
-            // `shift` bits covers the full first long), so the user's own
-            // bits in it survive: keep that ABI.
-            u64::from_ne_bytes(b)
-        } else {
-            0
+        // The C module ORs the whole first word back (`bitmap_or` over
+        // `shift` bits covers the full first long), so the user's own bits
+        // in it survive: keep that ABI.
+        let leftover = match shift {
+            0 => 0,
+            _ => self.read_word(first_word)?,
         };
         let mut buf = [0u64; 64];
         let mut w = 0u64;
         while w < nwords {
-            let n = (nwords - w).min(buf.len() as u64);
-            for (i, word) in buf.iter_mut().take(n as usize).enumerate() {
-                let lo = (w + i as u64) * 64;
-                let (s, e) = (shift.max(lo), total.min(lo + 64));
-                *word = if s >= e {
-                    0
-                } else if let Some(src) = src {
-                    bits_at(src, s - shift, e - s) << (s - lo)
-                } else {
-                    ones(e - s) << (s - lo)
-                };
-                if w + i as u64 == 0 {
+            let n =
+                usize::try_from(nwords.saturating_sub(w)).map_or(buf.len(), |n| n.min(buf.len()));
+            let words = buf.get_mut(..n).ok_or(EINVAL)?;
+            for (index, word) in (w..).zip(words.iter_mut()) {
+                *word = compose_word(index, shift, total, src);
+                if index == 0 {
                     *word |= leftover;
                 }
             }
-            let bytes: &[u8] = kernel::transmute::AsBytes::as_bytes(&buf[..n as usize]);
-            UserSlice::new(UserPtr::from_addr(word_addr(w)), bytes.len())
-                .writer()
-                .write_slice(bytes)?;
-            w += n;
+            self.write_words(first_word.saturating_add(w), words)?;
+            w = w.saturating_add(n as u64);
+        }
+        Ok(())
+    }
+
+    /// The user address of word `index` of the bitmap.
+    fn word_addr(&self, index: u64) -> Result<usize> {
+        let addr = index
+            .checked_mul(8)
+            .and_then(|off| self.data.checked_add(off));
+        addr.and_then(|a| usize::try_from(a).ok()).ok_or(EFAULT)
+    }
+
+    fn read_word(&self, index: u64) -> Result<u64> {
+        let mut b = [0u8; 8];
+        UserSlice::new(UserPtr::from_addr(self.word_addr(index)?), b.len())
+            .reader()
+            .read_slice(&mut b)?;
+        Ok(u64::from_ne_bytes(b))
+    }
+
+    fn write_words(&self, index: u64, words: &[u64]) -> Result {
+        let bytes: &[u8] = kernel::transmute::AsBytes::as_bytes(words);
+        UserSlice::new(UserPtr::from_addr(self.word_addr(index)?), bytes.len())
+            .writer()
+            .write_slice(bytes)
+    }
+}
+
+/// Word `index` of a report whose bits `[shift, total)` (counted from the
+/// first word's bit 0) are a mapping's pages, `src` (one bit per page) or
+/// all dirty (`None`); every other bit is 0.
+fn compose_word(index: u64, shift: u64, total: u64, src: Option<&[u64]>) -> u64 {
+    let lo = index.saturating_mul(64);
+    let (s, e) = (shift.max(lo), total.min(lo.saturating_add(64)));
+    if s >= e {
+        return 0;
+    }
+    // Cannot wrap: `shift <= s < e` and `lo <= s < lo + 64`.
+    let (n, at, up) = (e.wrapping_sub(s), s.wrapping_sub(shift), s.wrapping_sub(lo));
+    let bits = match src {
+        Some(src) => bits_at(src, at, n),
+        None => ones(n),
+    };
+    bits.wrapping_shl(up as u32)
+}
+
+impl Container {
+    /// `VFIO_IOMMU_DIRTY_PAGES` (the caller has refused v1 containers).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a bitmap not at the smallest page size, a misaligned
+    /// range or one bisecting a mapping, GET_BITMAP while tracking is off,
+    /// a mapping too large to track; `ENOMEM`; `EFAULT`.
+    pub(crate) fn dirty_pages(&self, req: DirtyPages) -> Result {
+        let mut inner = self.inner.lock();
+        match req {
+            DirtyPages::Start => inner.start_tracking(),
+            DirtyPages::Stop => {
+                inner.dirty_tracking = false;
+                inner.mappings.iter_mut().for_each(|m| m.dirty = None);
+                Ok(())
+            }
+            DirtyPages::GetBitmap { range, bitmap } => inner.report_range(&range, &bitmap),
+        }
+    }
+}
+
+impl ContainerInner {
+    /// Starts tracking: a clear bitmap for every mapping (nothing changes
+    /// if one cannot be allocated).
+    fn start_tracking(&mut self) -> Result {
+        // The C module sizes a bitmap per mapping here.
+        let pgshift = self.min_pgsize().trailing_zeros();
+        if self
+            .mappings
+            .iter()
+            .any(|m| m.size() >> pgshift > BITMAP_PAGES_MAX)
+        {
+            return Err(EINVAL);
+        }
+        if !self.dirty_tracking {
+            let res = self.mappings.iter_mut().try_for_each(|m| m.start_dirty());
+            if let Err(e) = res {
+                self.mappings.iter_mut().for_each(|m| m.dirty = None);
+                return Err(e);
+            }
+        }
+        self.dirty_tracking = true;
+        Ok(())
+    }
+
+    /// GET_BITMAP: reports every mapping inside `range` into `bitmap`, whose
+    /// bit 0 is `range.start()`, and starts their records over.
+    fn report_range(&mut self, range: &IovaRange, bitmap: &UserBitmap) -> Result {
+        let pgsize = self.min_pgsize();
+        let mask = pgsize.wrapping_sub(1);
+        if bitmap.pgsize != pgsize || range.start() & mask != 0 || range.size() & mask != 0 {
+            return Err(EINVAL);
+        }
+        if !self.dirty_tracking {
+            return Err(EINVAL);
+        }
+        // The range must not bisect a mapping.
+        let cut_start = self
+            .mappings
+            .find(range.start())
+            .is_some_and(|m| m.range.start() != range.start());
+        let cut_end = self
+            .mappings
+            .find(range.last())
+            .is_some_and(|m| m.range.last() != range.last());
+        if cut_start || cut_end {
+            return Err(EINVAL);
+        }
+        let pgshift = pgsize.trailing_zeros();
+        let all_dirty = !self.domains.is_empty();
+        for m in self.mappings.iter_mut() {
+            if m.range.start() < range.start() {
+                continue;
+            }
+            if m.range.start() > range.last() {
+                break;
+            }
+            report_mapping(bitmap, range.start(), m, pgshift, all_dirty)?;
+            // Reported: start over (device-pinned pages stay dirty).
+            m.clear_dirty();
         }
         Ok(())
     }
 }
 
-/// `n` bits (`1 <= n <= 64`) of `words` from bit `at`, in the low bits.
-fn bits_at(words: &[u64], at: u64, n: u64) -> u64 {
-    let (w, b) = ((at / 64) as usize, at % 64);
-    let lo = words.get(w).copied().unwrap_or(0) >> b;
-    let hi = if b == 0 {
-        0
+/// Reports one mapping into a user bitmap: every page while an IOMMU-backed
+/// group could have written any of them (`all_dirty`), else the pages
+/// written by `dma_rw` or pinned by emulated devices.
+///
+/// # Errors
+///
+/// `EFAULT`; `ENOMEM`.
+pub(crate) fn report_mapping(
+    bm: &UserBitmap,
+    base: u64,
+    m: &Mapping,
+    pgshift: u32,
+    all_dirty: bool,
+) -> Result {
+    if all_dirty {
+        bm.report(base, &m.range, pgshift, None)
     } else {
-        words.get(w + 1).copied().unwrap_or(0) << (64 - b)
+        let bits = m.dirty_bits()?;
+        bm.report(base, &m.range, pgshift, Some(&bits))
+    }
+}
+
+/// `n` bits (`1 <= n <= 64`) of `words` from bit `at`, in the low bits
+/// (bits past the end of `words` are 0).
+fn bits_at(words: &[u64], at: u64, n: u64) -> u64 {
+    let word = |i: u64| {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| words.get(i))
+            .copied()
+            .unwrap_or(0)
+    };
+    let (w, b) = (at / 64, (at % 64) as u32);
+    let lo = word(w) >> b;
+    let hi = match b {
+        0 => 0,
+        // `1 <= 64 - b <= 63`.
+        _ => word(w.saturating_add(1)) << 64u32.wrapping_sub(b),
     };
     (lo | hi) & ones(n)
 }
 
 /// `n` low bits set, `1 <= n <= 64`.
 fn ones(n: u64) -> u64 {
-    if n >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << n) - 1
+    match n {
+        64.. => u64::MAX,
+        // `n < 64`: the shift fits and the result is at least 1.
+        _ => (1u64 << n).wrapping_sub(1),
     }
 }
 
@@ -173,6 +316,37 @@ mod tests {
         assert_eq!(bits_at(&w, 0, 64), 0xf000_0000_0000_0000);
         assert_eq!(bits_at(&w, 64, 2), 0x3);
         assert_eq!(bits_at(&w, 100, 5), 0);
+    }
+
+    #[test]
+    fn compose_word_places_bits() {
+        // A 3-page mapping at bit 62: bits 62, 63 of word 0, bit 0 of word 1.
+        assert_eq!(compose_word(0, 62, 65, None), 0xc000_0000_0000_0000);
+        assert_eq!(compose_word(1, 62, 65, None), 0x1);
+        assert_eq!(compose_word(2, 62, 65, None), 0);
+        // Only the pages in `src`: page 1 of the mapping is bit 63.
+        assert_eq!(compose_word(0, 62, 65, Some(&[0b010])), 1 << 63);
+        assert_eq!(compose_word(1, 62, 65, Some(&[0b010])), 0);
+    }
+
+    #[test]
+    fn compose_word_no_stale_bits() {
+        // The C module's stale-bit bug: after a report at a non-zero offset
+        // its bitmap keeps shifted-out bits. Ours composes every report from
+        // the mapping's bits alone, so a report at offset 0 of a mapping
+        // whose page 0 only is dirty has exactly bit 0.
+        assert_eq!(compose_word(0, 5, 5 + 64, Some(&[1])), 1 << 5);
+        assert_eq!(compose_word(0, 0, 64, Some(&[1])), 1);
+        assert_eq!(compose_word(1, 0, 64, Some(&[1])), 0);
+    }
+
+    #[test]
+    fn validate_rejects_overflow() {
+        let bm = UserBitmap::new(1, 8, 0x1000);
+        assert_eq!(bm.validate(u64::MAX), Err(EINVAL));
+        let odd = UserBitmap::new(0x966d_49e2_a25d_fa6f, 8, 0x1000);
+        assert_eq!(odd.validate(u64::MAX), Err(EINVAL));
+        assert_eq!(UserBitmap::new(0, 8, 0x1000).validate(0x1000), Err(EINVAL));
     }
 
     #[test]

@@ -37,6 +37,23 @@ pub(crate) struct ResvRegion {
     pub(crate) kind: bindings::iommu_resv_type,
 }
 
+/// The software MSI window to set up for a group with `regions`, as the C
+/// module's vfio_iommu_has_sw_msi: none when the IOMMU has a hardware MSI
+/// region (`IOMMU_RESV_MSI`), else the start of the last software one.
+pub(crate) fn sw_msi_base(regions: &[ResvRegion]) -> Option<u64> {
+    if regions
+        .iter()
+        .any(|r| r.kind == bindings::iommu_resv_type_IOMMU_RESV_MSI)
+    {
+        return None;
+    }
+    regions
+        .iter()
+        .rev()
+        .find(|r| r.kind == bindings::iommu_resv_type_IOMMU_RESV_SW_MSI)
+        .map(|r| r.range.start())
+}
+
 impl ResvRegion {
     /// Whether user mappings must stay out of this region. The C module lets
     /// users map over relaxable direct regions.
@@ -70,24 +87,34 @@ impl GroupRef {
         unsafe { bindings::iommu_group_has_isolated_msi(self.ptr.as_ptr()) }
     }
 
-    /// The first device of the group, used to pick the IOMMU instance.
-    fn first_device(self) -> Result<NonNull<bindings::device>> {
-        extern "C" fn first(dev: *mut bindings::device, data: *mut c_void) -> c_int {
-            // SAFETY: `data` is the `*mut device` slot passed below.
-            unsafe { *data.cast::<*mut bindings::device>() = dev };
-            1
+    /// Allocates a paging domain for the group's IOMMU, asking through the
+    /// group's first device while the group's mutex still holds that
+    /// device in the group (as the C module's vfio_iommu_domain_alloc).
+    ///
+    /// # Errors
+    ///
+    /// `ENODEV` for a group without devices; the iommu core's errno.
+    fn alloc_paging_domain(self) -> Result<NonNull<bindings::iommu_domain>> {
+        extern "C" fn alloc(dev: *mut bindings::device, data: *mut c_void) -> c_int {
+            // SAFETY: `data` is the result slot passed below; `dev` is a
+            // device of the group, alive while the iterator holds the mutex.
+            unsafe {
+                *data.cast::<*mut bindings::iommu_domain>() =
+                    bindings::iommu_paging_domain_alloc_flags(dev, 0)
+            };
+            1 // Only the first device.
         }
-        let mut dev: *mut bindings::device = core::ptr::null_mut();
-        // SAFETY: `ptr` is valid (type invariant); `first` only writes `dev`,
+        let mut raw: *mut bindings::iommu_domain = ENODEV.to_ptr();
+        // SAFETY: `ptr` is valid (type invariant); `alloc` only writes `raw`,
         // which outlives the call.
         unsafe {
             bindings::iommu_group_for_each_dev(
                 self.ptr.as_ptr(),
-                (&raw mut dev).cast(),
-                Some(first),
+                (&raw mut raw).cast(),
+                Some(alloc),
             )
         };
-        NonNull::new(dev).ok_or(ENODEV)
+        NonNull::new(from_err_ptr(raw)?).ok_or(ENOMEM)
     }
 
     /// Writes the names of the group's devices, space separated.
@@ -167,6 +194,14 @@ impl GroupRef {
     }
 }
 
+/// Where a group is after [`Domain::adopt_group`] failed.
+pub(crate) enum AdoptFailure {
+    /// Back on the domain it came from.
+    BackOnNew,
+    /// Attached nowhere: going back failed with this error.
+    Detached(Error),
+}
+
 /// A paging IOMMU domain owned by one container.
 ///
 /// # Invariants
@@ -190,15 +225,10 @@ impl Domain {
     ///
     /// The iommu core's errno; nothing is left allocated on error.
     pub(crate) fn attach_new(group: GroupRef) -> Result<Self> {
-        let dev = group.first_device()?;
         let mut groups = KVec::with_capacity(1, GFP_KERNEL)?;
-        // SAFETY: `dev` belongs to `group`, which vfio core keeps alive.
-        let raw = unsafe { bindings::iommu_paging_domain_alloc_flags(dev.as_ptr(), 0) };
-        let raw = from_err_ptr(raw)?;
-        // SAFETY: `from_err_ptr` returned a valid, non-error pointer.
-        let raw = unsafe { NonNull::new_unchecked(raw) };
+        let raw = group.alloc_paging_domain()?;
         // SAFETY: `raw` and `group` are valid.
-        let ret = unsafe { bindings::iommu_attach_group(raw.as_ptr(), group.ptr.as_ptr()) };
+        let ret = unsafe { bindings::vfio_rs_iommu_attach_group(raw.as_ptr(), group.ptr.as_ptr()) };
         if let Err(e) = to_result(ret) {
             // SAFETY: `raw` is ours and has no group attached.
             unsafe { bindings::iommu_domain_free(raw.as_ptr()) };
@@ -262,44 +292,44 @@ impl Domain {
     }
 
     /// Moves `group` from `from` (a fresh domain holding only it) onto this
-    /// domain. On failure `group` is attached to `from` again.
+    /// domain. On failure `group` is attached to `from` again, if it can be.
     ///
     /// # Errors
     ///
-    /// `Err(true)` if `group` is back on `from`; `Err(false)` if re-attaching
-    /// it there failed too (then it is attached nowhere).
+    /// [`AdoptFailure`] says where `group` is then.
     pub(crate) fn adopt_group(
         &mut self,
         from: &mut Domain,
         group: GroupRef,
-    ) -> core::result::Result<(), (Error, bool)> {
-        self.groups
-            .reserve(1, GFP_KERNEL)
-            .map_err(|e| (e.into(), true))?;
+    ) -> core::result::Result<(), AdoptFailure> {
+        if self.groups.reserve(1, GFP_KERNEL).is_err() {
+            return Err(AdoptFailure::BackOnNew);
+        }
         // SAFETY: `group` is attached to `from` (type invariant of `from`).
         unsafe { bindings::iommu_detach_group(from.raw.as_ptr(), group.ptr.as_ptr()) };
         from.groups.retain(|g| *g != group);
-        // SAFETY: `raw` and `group` are valid; `group` is now detached.
-        let ret = unsafe { bindings::iommu_attach_group(self.raw.as_ptr(), group.ptr.as_ptr()) };
-        match to_result(ret) {
-            Ok(()) => {
-                // Cannot fail: reserved above.
-                let _ = self.groups.push(group, GFP_KERNEL);
-                Ok(())
-            }
-            Err(e) => {
-                // SAFETY: as above, back onto `from`.
-                let ret =
-                    unsafe { bindings::iommu_attach_group(from.raw.as_ptr(), group.ptr.as_ptr()) };
-                match to_result(ret) {
-                    Ok(()) => {
-                        let _ = from.groups.push(group, GFP_KERNEL);
-                        Err((e, true))
-                    }
-                    Err(e2) => Err((e2, false)),
-                }
-            }
+        if self.attach(group).is_ok() {
+            return Ok(());
         }
+        // Back onto `from`; the C module gives up on the group if that fails.
+        from.attach(group).map_err(AdoptFailure::Detached)?;
+        Err(AdoptFailure::BackOnNew)
+    }
+
+    /// Attaches the detached `group` and records it.
+    ///
+    /// # Errors
+    ///
+    /// The iommu core's; `ENOMEM` recording it (then it is detached again).
+    fn attach(&mut self, group: GroupRef) -> Result {
+        self.groups.reserve(1, GFP_KERNEL)?;
+        // SAFETY: `raw` and `group` are valid; `group` is detached.
+        to_result(unsafe {
+            bindings::vfio_rs_iommu_attach_group(self.raw.as_ptr(), group.ptr.as_ptr())
+        })?;
+        // Cannot fail: reserved above.
+        self.groups.push(group, GFP_KERNEL)?;
+        Ok(())
     }
 
     /// Sets up the software MSI window at `base` (needed on arm64, where
@@ -328,36 +358,33 @@ impl Domain {
     /// # Errors
     ///
     /// The iommu driver's errno; nothing of the run stays mapped.
-    pub(crate) fn map_run(&self, iova: u64, run: PfnRun, prot: Prot) -> Result {
-        let size = run.npages << kernel::page::PAGE_SHIFT;
-        // SAFETY: `raw` is valid; the pages are pinned by the caller.
+    fn map_run(&self, iova: u64, run: PfnRun, prot: Prot) -> Result {
+        let size = usize::try_from(run.bytes()).map_err(|_| EINVAL)?;
+        // SAFETY: `raw` is valid; the pages are pinned (or are device
+        // memory) for as long as the caller keeps them mapped.
         let ret = unsafe {
-            bindings::iommu_map(
+            bindings::vfio_rs_iommu_map(
                 self.raw.as_ptr(),
                 iova as c_ulong,
                 pfn_to_phys(run.pfn),
                 size,
-                (prot.0 | bindings::IOMMU_CACHE) as c_int,
-                kernel::bindings::GFP_KERNEL_ACCOUNT,
+                (prot.iommu_bits() | bindings::IOMMU_CACHE) as c_int,
             )
         };
         to_result(ret)
     }
 
-    /// Maps every run of `m` (replay into a new domain).
+    /// Maps every run of `m`, already pinned (replay into a new domain).
     ///
     /// # Errors
     ///
-    /// As `map_run`; the runs mapped before the error are unmapped.
+    /// As `map_run`; nothing of `m` stays mapped on error.
     pub(crate) fn map_mapping(&self, m: &Mapping) -> Result {
-        let mut iova = m.range.start();
+        let mut mapped = Mapped::new(core::slice::from_ref(self), m.range.start(), m.prot);
         for run in m.pinned.as_ref().map_or(&[][..], |p| p.runs()) {
-            if let Err(e) = self.map_run(iova, *run, m.prot) {
-                self.unmap_now(m.range.start(), iova - m.range.start());
-                return Err(e);
-            }
-            iova += (run.npages as u64) << kernel::page::PAGE_SHIFT;
+            mapped.map_run(*run)?;
         }
+        mapped.commit();
         Ok(())
     }
 
@@ -395,6 +422,65 @@ impl Drop for Domain {
         }
         // SAFETY: no group is attached any more; `raw` is ours.
         unsafe { bindings::iommu_domain_free(self.raw.as_ptr()) };
+    }
+}
+
+/// Runs mapped one after the other from IOVA `start` into every domain of
+/// `domains` by one flow (map, replay, pin-on-attach). On drop, unless
+/// committed, all of it is unmapped from every domain again: declare it
+/// after the pins it maps, so that it is dropped (unmapped) first.
+pub(crate) struct Mapped<'a> {
+    domains: &'a [Domain],
+    start: u64,
+    prot: Prot,
+    /// Bytes mapped from `start` in every domain.
+    len: u64,
+}
+
+impl<'a> Mapped<'a> {
+    pub(crate) fn new(domains: &'a [Domain], start: u64, prot: Prot) -> Self {
+        Self {
+            domains,
+            start,
+            prot,
+            len: 0,
+        }
+    }
+
+    /// Maps `run` right after what is mapped already, into every domain.
+    ///
+    /// # Errors
+    ///
+    /// The iommu driver's errno; the run is then mapped nowhere.
+    pub(crate) fn map_run(&mut self, run: PfnRun) -> Result {
+        let iova = self.start.checked_add(self.len).ok_or(EOVERFLOW)?;
+        let size = run.bytes();
+        for (i, d) in self.domains.iter().enumerate() {
+            if let Err(e) = d.map_run(iova, run, self.prot) {
+                // This run in the domains before `d`; the guard has the rest.
+                for done in self.domains.iter().take(i) {
+                    done.unmap_now(iova, size);
+                }
+                return Err(e);
+            }
+        }
+        self.len = self.len.saturating_add(size);
+        Ok(())
+    }
+
+    /// Keeps everything mapped.
+    pub(crate) fn commit(mut self) {
+        self.len = 0;
+    }
+}
+
+impl Drop for Mapped<'_> {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            for d in self.domains {
+                d.unmap_now(self.start, self.len);
+            }
+        }
     }
 }
 

@@ -26,6 +26,7 @@ use kernel::rbtree::RBTreeNodeReservation;
 
 use crate::bindings;
 use crate::container::Container;
+use crate::container::ContainerInner;
 use crate::iova::IovaRange;
 use crate::pin::Owner;
 
@@ -75,10 +76,14 @@ impl ExternalPins {
         if self.charged == charged {
             return;
         }
-        let n = self.count() as i64;
         // A charge can exceed the limit here; the C module ignores that
         // too (the pages are pinned already).
-        let _ = owner.lock_acct(if charged { n } else { -n });
+        match charged {
+            true => {
+                let _ = owner.charge(self.count());
+            }
+            false => owner.uncharge(self.count()),
+        }
         self.charged = charged;
     }
 
@@ -86,7 +91,7 @@ impl ExternalPins {
     /// device has yet; returns its pfn.
     pub(crate) fn get(&mut self, iova: u64, vaddr: u64, owner: &Owner) -> Result<usize> {
         if let Some(p) = self.pins.get_mut(&iova) {
-            p.refs += 1;
+            p.refs = p.refs.checked_add(1).ok_or(EINVAL)?;
             return Ok(p.pfn);
         }
         // Allocated first, so that recording the pin cannot fail.
@@ -103,7 +108,7 @@ impl ExternalPins {
         };
         kernel::error::to_result(ret)?;
         if self.charged {
-            if let Err(e) = owner.lock_acct(1) {
+            if let Err(e) = owner.charge(1) {
                 unpin_page(pfn as usize, false);
                 if e == ENOMEM {
                     // SAFETY: reads current's rlimit.
@@ -125,14 +130,15 @@ impl ExternalPins {
         let Some(p) = self.pins.get_mut(&iova) else {
             return;
         };
-        p.refs -= 1;
+        // Each entry holds at least one reference (type invariant).
+        p.refs = p.refs.saturating_sub(1);
         if p.refs > 0 {
             return;
         }
         if let Some(p) = self.pins.remove(&iova) {
             unpin_page(p.pfn, self.writable);
             if self.charged {
-                let _ = owner.lock_acct(-1);
+                owner.uncharge(1);
             }
         }
     }
@@ -146,7 +152,7 @@ impl ExternalPins {
             if let Some(p) = self.pins.remove(&iova) {
                 unpin_page(p.pfn, self.writable);
                 if self.charged {
-                    let _ = owner.lock_acct(-1);
+                    owner.uncharge(1);
                 }
             }
         }
@@ -155,10 +161,7 @@ impl ExternalPins {
 
 fn unpin_page(pfn: usize, dirty: bool) {
     // SAFETY: `pfn` is a page this module pinned once.
-    unsafe {
-        let page = bindings::vfio_rs_pfn_to_page(pfn as c_ulong);
-        bindings::unpin_user_page_range_dirty_lock(page, 1, dirty);
-    }
+    unsafe { bindings::unpin_user_page_range_dirty_lock(crate::pin::pfn_to_page(pfn), 1, dirty) };
 }
 
 /// A registered emulated device (`register_device`).
@@ -190,6 +193,57 @@ impl DeviceRef {
     }
 }
 
+impl ContainerInner {
+    /// Takes a device reference on the page at `iova` for `pin_pages`
+    /// (pinning it if no device has), marks it dirty while tracking, and
+    /// returns it.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` (not mapped, no struct page), `EPERM` (`prot` beyond the
+    /// mapping's), `ENOMEM`, the pin's errno.
+    fn get_external(
+        &mut self,
+        iova: u64,
+        prot: u32,
+        tracking: bool,
+    ) -> Result<*mut bindings::page> {
+        let page = IovaRange::from_size(iova, PAGE_SIZE as u64).map_err(|_| EINVAL)?;
+        let key = self.mappings.first_overlapping(&page).ok_or(EINVAL)?;
+        let m = self.mappings.get_mut(key).ok_or(EINVAL)?;
+        if !m.prot.allows(prot) {
+            return Err(EPERM);
+        }
+        // An unaligned IOVA less than a page below the mapping overlaps it;
+        // the C module then pins the user page before the mapping's vaddr,
+        // outside the mapping. Refuse it: that memory was never mapped.
+        let offset = iova.checked_sub(m.range.start()).ok_or(EINVAL)?;
+        let vaddr = m.vaddr.checked_add(offset).ok_or(EINVAL)?;
+        let pfn =
+            m.external
+                .get(iova, vaddr, &m.owner)
+                .map_err(|e| if e == ENOENT { EINVAL } else { e })?;
+        if tracking {
+            m.mark_dirty_span(offset, 1);
+        }
+        Ok(crate::pin::pfn_to_page(pfn))
+    }
+
+    /// Drops one device pin of the page at `iova`; false if not mapped.
+    pub(crate) fn put_external(&mut self, iova: u64) -> bool {
+        let Ok(page) = IovaRange::from_size(iova, PAGE_SIZE as u64) else {
+            return false;
+        };
+        let Some(key) = self.mappings.first_overlapping(&page) else {
+            return false;
+        };
+        if let Some(m) = self.mappings.get_mut(key) {
+            m.external.put(iova, &m.owner);
+        }
+        true
+    }
+}
+
 impl Container {
     /// `register_device`: devices with a `dma_unmap` callback are told about
     /// unmaps.
@@ -217,168 +271,193 @@ impl Container {
         }
     }
 
-    /// `pin_pages`: pins `npage` pages from `user_iova` for an emulated
-    /// device and fills `pages`.
+    /// `pin_pages`: pins the pages of `pages.len()` IOVA pages from
+    /// `user_iova` for an emulated device and fills `pages`.
     ///
     /// # Errors
     ///
-    /// The C module's: `EINVAL` (bad arguments, no registered device, an
-    /// unmapped IOVA, a pfn without struct page), `EACCES` (v1),
-    /// `EOVERFLOW`, `EBUSY` (a vaddr is invalid), `EPERM` (`prot` beyond the
-    /// mapping's), `ENOMEM`, the pin's errno. Nothing stays pinned on error.
+    /// The C module's, in its order: `EACCES` (v1), `EOVERFLOW`, `EBUSY` (a
+    /// vaddr is invalid), `EINVAL` (no registered device, an IOVA not in a
+    /// mapping), `EPERM` (`prot` beyond the mapping's), `ENOMEM`, the pin's
+    /// errno. Nothing stays pinned on error.
     pub(crate) fn pin_pages(
         &self,
         user_iova: u64,
-        npage: c_int,
         prot: u32,
-        pages: *mut *mut bindings::page,
-    ) -> Result<c_int> {
-        if pages.is_null() || npage <= 0 {
-            return Err(EINVAL);
-        }
+        pages: &mut [*mut bindings::page],
+    ) -> Result<usize> {
         if !self.v2() {
             return Err(EACCES);
         }
-        let n = npage as usize;
-        IovaRange::from_size(user_iova, (n as u64) * PAGE_SIZE as u64)?;
+        let span = u64::try_from(pages.len())
+            .ok()
+            .and_then(|n| n.checked_mul(PAGE_SIZE as u64))
+            .ok_or(EOVERFLOW)?;
+        IovaRange::from_size(user_iova, span).map_err(|_| EOVERFLOW)?;
+        let mut inner = self.inner.lock();
+        if inner.mappings.vaddr_invalid_count() > 0 {
+            pr_warn_once!("vfio_pin_pages not allowed with VFIO_UPDATE_VADDR\n");
+            return Err(EBUSY);
+        }
         // Not `devices`: the caller may hold the lock its `dma_unmap` takes.
         if self.ndevices.load(Ordering::Relaxed) == 0 {
             return Err(EINVAL);
         }
-        let mut inner = self.inner.lock();
-        if inner.vaddr_invalid_count > 0 {
-            pr_warn_once!("vfio_pin_pages not allowed with VFIO_UPDATE_VADDR\n");
-            return Err(EBUSY);
-        }
-        let mut done = 0usize;
-        let mut result = Ok(());
-        for i in 0..n {
-            let iova = user_iova + ((i as u64) << PAGE_SHIFT);
-            let page = IovaRange::from_size(iova, PAGE_SIZE as u64)?;
-            let Some(key) = inner.mappings.first_overlapping(&page) else {
-                result = Err(EINVAL);
-                break;
-            };
-            let tracking = inner.dirty_tracking;
-            let Some(m) = inner.mappings.get_mut(key) else {
-                result = Err(EINVAL);
-                break;
-            };
-            if m.prot.0 & prot != prot {
-                result = Err(EPERM);
-                break;
-            }
-            let vaddr = m.vaddr + (iova - m.range.start());
-            match m.external.get(iova, vaddr, &m.owner) {
-                Ok(pfn) => {
-                    // SAFETY: `pages` has `npage` entries (vfio core's contract).
-                    unsafe { *pages.add(i) = bindings::vfio_rs_pfn_to_page(pfn as c_ulong) };
-                    if tracking {
-                        m.mark_dirty(iova);
-                    }
-                    done += 1;
-                }
+        let tracking = inner.dirty_tracking;
+        let mut failed = None;
+        for (i, slot) in pages.iter_mut().enumerate() {
+            // Cannot overflow: the whole span was checked above.
+            let iova = user_iova.wrapping_add(page_offset(i));
+            match inner.get_external(iova, prot, tracking) {
+                Ok(page) => *slot = page,
                 Err(e) => {
-                    result = Err(if e == ENOENT { EINVAL } else { e });
+                    *slot = core::ptr::null_mut();
+                    failed = Some((i, e));
                     break;
                 }
             }
         }
-        if let Err(e) = result {
-            for j in 0..done {
-                let iova = user_iova + ((j as u64) << PAGE_SHIFT);
-                inner.put_external(iova);
-                // SAFETY: as above.
-                unsafe { *pages.add(j) = core::ptr::null_mut() };
-            }
-            // SAFETY: as above; `done < n`.
-            unsafe { *pages.add(done) = core::ptr::null_mut() };
-            return Err(e);
+        let Some((pinned, e)) = failed else {
+            return Ok(pages.len());
+        };
+        // Give back the pages pinned so far, as the C module.
+        for (j, slot) in pages.iter_mut().enumerate().take(pinned) {
+            inner.put_external(user_iova.wrapping_add(page_offset(j)));
+            *slot = core::ptr::null_mut();
         }
-        Ok(npage)
+        Err(e)
     }
 
     /// `unpin_pages`: drops the device's pins on `npage` pages.
     pub(crate) fn unpin_pages(&self, user_iova: u64, npage: c_int) {
-        if !self.v2() || npage <= 0 {
+        let span = usize::try_from(npage)
+            .ok()
+            .filter(|n| *n > 0)
+            .and_then(|n| u64::try_from(n).ok())
+            .and_then(|n| n.checked_mul(PAGE_SIZE as u64));
+        let range = span.and_then(|span| IovaRange::from_size(user_iova, span).ok());
+        let (true, Some(range)) = (self.v2(), range) else {
             pr_warn!(
-                "unpin_pages: bad request (v1 container or {} pages)\n",
-                npage
+                "unpin_pages: bad request (v1 container, or {} pages from iova {:#x})\n",
+                npage,
+                user_iova
             );
             return;
-        }
+        };
         let mut inner = self.inner.lock();
-        for i in 0..npage as u64 {
-            let iova = user_iova + (i << PAGE_SHIFT);
+        let mut iova = range.start();
+        loop {
             if !inner.put_external(iova) {
                 pr_warn!("unpin_pages: iova {:#x} is not mapped\n", iova);
                 return;
             }
+            match iova.checked_add(PAGE_SIZE as u64) {
+                Some(next) if next <= range.last() => iova = next,
+                _ => return,
+            }
         }
     }
 
-    /// `dma_rw`: copies between `data` and the user memory behind
-    /// `[user_iova, user_iova + count)`, across mappings.
+    /// `dma_rw`: copies between `buf` and the user memory behind the IOVAs
+    /// from `user_iova` on, across mappings.
     ///
     /// # Errors
     ///
-    /// `EINVAL` (an IOVA not mapped), `EPERM` (no access, or the owner is
-    /// gone), `EFAULT`, `EBUSY` (a vaddr is invalid).
-    pub(crate) fn dma_rw(
-        &self,
-        user_iova: u64,
-        data: *mut c_void,
-        count: usize,
-        write: bool,
-    ) -> Result {
+    /// `EBUSY` (a vaddr is invalid), `EINVAL` (an IOVA not mapped), `EPERM`
+    /// (no access, or the owner is gone), `EFAULT`.
+    pub(crate) fn dma_rw(&self, user_iova: u64, mut buf: DmaBuf<'_>) -> Result {
         let mut inner = self.inner.lock();
-        if inner.vaddr_invalid_count > 0 {
+        if inner.mappings.vaddr_invalid_count() > 0 {
             pr_warn_once!("vfio_dma_rw not allowed with VFIO_UPDATE_VADDR\n");
             return Err(EBUSY);
         }
-        let (mut iova, mut left, mut off) = (user_iova, count, 0usize);
-        while left > 0 {
-            let tracking = inner.dirty_tracking;
+        let tracking = inner.dirty_tracking;
+        let (mut iova, mut done) = (user_iova, 0usize);
+        while done < buf.len() {
             let key = inner
                 .mappings
                 .find(iova)
                 .map(|m| m.range.start())
                 .ok_or(EINVAL)?;
             let m = inner.mappings.get_mut(key).ok_or(EINVAL)?;
-            let readable = m.prot.0 & bindings::IOMMU_READ != 0;
-            if (write && !m.prot.writable()) || !readable {
+            if (buf.is_write() && !m.prot.writable()) || !m.prot.readable() {
                 return Err(EPERM);
             }
-            let offset = iova - m.range.start();
-            let chunk = (left as u64).min(m.size() - offset) as usize;
-            // SAFETY: `data[off..off + chunk]` is within the caller's buffer
-            // of `count` bytes; `mm` is held by the mapping's owner.
-            let copied = unsafe {
-                bindings::vfio_rs_rw_mm(
-                    m.owner.mm.as_raw().cast(),
-                    (m.vaddr + offset) as c_ulong,
-                    data.cast::<u8>().add(off).cast(),
-                    chunk,
-                    write,
-                )
-            };
-            if copied < 0 {
-                return Err(Error::from_errno(copied as c_int));
+            // `m` contains `iova`, so `offset < m.size()`.
+            let offset = iova.checked_sub(m.range.start()).ok_or(EINVAL)?;
+            let in_mapping = m.size().saturating_sub(offset);
+            let left = buf.len().saturating_sub(done);
+            let chunk = usize::try_from(in_mapping).map_or(left, |n| n.min(left));
+            let vaddr = m.vaddr.checked_add(offset).ok_or(EFAULT)?;
+            buf.copy(&m.owner, vaddr, done, chunk)?;
+            if buf.is_write() && tracking {
+                m.mark_dirty_span(offset, chunk);
             }
-            if copied == 0 {
-                return Err(EFAULT);
-            }
-            if write && tracking {
-                let mut p = iova & !(PAGE_SIZE as u64 - 1);
-                while p < iova + chunk as u64 {
-                    m.mark_dirty(p);
-                    p += PAGE_SIZE as u64;
-                }
-            }
-            iova += chunk as u64;
-            off += chunk;
-            left -= chunk;
+            // As the C module's dma_addr_t: past 2^64 - 1 comes IOVA 0.
+            iova = iova.wrapping_add(chunk as u64);
+            done = done.saturating_add(chunk);
         }
         Ok(())
+    }
+}
+
+/// The byte offset of page `i`.
+fn page_offset(i: usize) -> u64 {
+    (i as u64).wrapping_shl(PAGE_SHIFT as u32)
+}
+
+/// The driver's buffer of a `dma_rw` call and its direction.
+pub(crate) enum DmaBuf<'a> {
+    /// Read user memory into the buffer.
+    Read(&'a mut [u8]),
+    /// Write the buffer to user memory.
+    Write(&'a [u8]),
+}
+
+impl DmaBuf<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Read(b) => b.len(),
+            Self::Write(b) => b.len(),
+        }
+    }
+
+    fn is_write(&self) -> bool {
+        matches!(self, Self::Write(_))
+    }
+
+    /// Copies `len` bytes between `buf[at..]` and `vaddr` in the owner's mm.
+    ///
+    /// # Errors
+    ///
+    /// `EFAULT` (nothing or not everything copied), `EPERM` (the mm is gone).
+    fn copy(&mut self, owner: &Owner, vaddr: u64, at: usize, len: usize) -> Result {
+        let write = self.is_write();
+        let ptr = match self {
+            Self::Read(b) => b.get_mut(at..).ok_or(EINVAL)?.as_mut_ptr(),
+            // The shim only reads through the pointer when writing to user.
+            Self::Write(b) => b.get(at..).ok_or(EINVAL)?.as_ptr().cast_mut(),
+        };
+        if at.checked_add(len).is_none_or(|end| end > self.len()) {
+            return Err(EINVAL);
+        }
+        // SAFETY: `ptr[..len]` lies inside the buffer (checked above), which
+        // is borrowed for the call; the shim writes through it only when
+        // reading user memory (`Read`, a mutable borrow). `mm` is held by
+        // `owner`.
+        let copied = unsafe {
+            bindings::vfio_rs_rw_mm(
+                owner.mm.as_raw().cast(),
+                vaddr as c_ulong,
+                ptr.cast(),
+                len,
+                write,
+            )
+        };
+        match copied {
+            0 => Err(EFAULT),
+            n if n < 0 => Err(Error::from_errno(n as c_int)),
+            _ => Ok(()),
+        }
     }
 }

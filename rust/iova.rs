@@ -25,6 +25,14 @@ impl IovaRange {
         (start <= last).then_some(Self { start, last })
     }
 
+    /// The whole IOVA space, `[0, u64::MAX]`.
+    pub(crate) fn full() -> Self {
+        Self {
+            start: 0,
+            last: u64::MAX,
+        }
+    }
+
     /// The one-address range `[x, x]`.
     pub(crate) fn point(x: u64) -> Self {
         Self { start: x, last: x }
@@ -49,6 +57,13 @@ impl IovaRange {
 
     pub(crate) fn last(&self) -> u64 {
         self.last
+    }
+
+    /// The size in bytes, `last - start + 1` (saturating: only the whole
+    /// IOVA space, which no mapping or request covers, has 2^64 bytes).
+    pub(crate) fn size(&self) -> u64 {
+        // Cannot underflow: `start <= last` (type invariant).
+        self.last.wrapping_sub(self.start).saturating_add(1)
     }
 
     /// Whether `other` lies entirely inside `self`.
@@ -125,26 +140,27 @@ impl ValidRanges {
     ///
     /// `ENOMEM`; on error `self` is unchanged.
     pub(crate) fn exclude(&mut self, hole: &IovaRange) -> Result {
-        let mut out = KVec::with_capacity(self.ranges.len() + 1, GFP_KERNEL)?;
+        let mut out = KVec::with_capacity(self.ranges.len().saturating_add(1), GFP_KERNEL)?;
         for r in self.ranges.iter() {
             if !r.overlaps(hole) {
                 out.push(*r, GFP_KERNEL)?;
                 continue;
             }
-            if r.start < hole.start {
-                // `hole.start > r.start >= 0`, so `hole.start - 1` cannot underflow.
+            // The part below the hole, if any (`hole.start > r.start >= 0`).
+            if let Some(last) = hole.start.checked_sub(1).filter(|_| r.start < hole.start) {
                 out.push(
                     IovaRange {
                         start: r.start,
-                        last: hole.start - 1,
+                        last,
                     },
                     GFP_KERNEL,
                 )?;
             }
-            if hole.last < r.last {
+            // The part above it, if any (`hole.last < r.last <= u64::MAX`).
+            if let Some(start) = hole.last.checked_add(1).filter(|_| hole.last < r.last) {
                 out.push(
                     IovaRange {
-                        start: hole.last + 1,
+                        start,
                         last: r.last,
                     },
                     GFP_KERNEL,

@@ -6,6 +6,13 @@
 //! entry points that `c_shims/ops.c` puts in the `vfio_iommu_driver_ops`
 //! table. Each entry point borrows the container, calls a safe method and
 //! turns its `Result` into an errno.
+//!
+//! Values from user space and from drivers are untrusted: arithmetic and
+//! indexing on them must not panic (a panic is a kernel crash), so clippy
+//! rejects unchecked arithmetic and indexing anywhere in the crate; each
+//! exception says why it cannot fail.
+
+#![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 
 use kernel::debugfs::Dir;
 use kernel::debugfs::File;
@@ -106,6 +113,7 @@ extern "C" fn vfio_rs_release(iommu_data: *mut c_void) {
     // SAFETY: vfio core passes back the pointer `vfio_rs_open` returned and
     // never uses it after this call.
     let c = unsafe { <Arc<Container> as ForeignOwnable>::from_foreign(iommu_data) };
+    debugfs::unregister(&c);
     c.release();
 }
 
@@ -172,8 +180,14 @@ extern "C" fn vfio_rs_detach_group(iommu_data: *mut c_void, group: *mut bindings
 }
 
 /// `pin_pages`: an emulated device pins user pages by IOVA.
+///
+/// # Safety
+///
+/// vfio core's contract: `iommu_data` came from [`vfio_rs_open`]; `pages`
+/// has room for `npage` entries (vfio core caps `npage` at
+/// `VFIO_PIN_PAGES_MAX_ENTRIES`).
 #[no_mangle]
-extern "C" fn vfio_rs_pin_pages(
+unsafe extern "C" fn vfio_rs_pin_pages(
     iommu_data: *mut c_void,
     group: *mut bindings::iommu_group,
     user_iova: bindings::dma_addr_t,
@@ -181,15 +195,20 @@ extern "C" fn vfio_rs_pin_pages(
     prot: c_int,
     pages: *mut *mut bindings::page,
 ) -> c_int {
-    if iommu_data.is_null() || group.is_null() {
-        return EINVAL.to_errno();
-    }
-    // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
+    let len = match usize::try_from(npage) {
+        Ok(n) if n > 0 && !pages.is_null() && !iommu_data.is_null() && !group.is_null() => n,
+        _ => return EINVAL.to_errno(),
+    };
+    // SAFETY: `iommu_data` came from `vfio_rs_open` (this function's contract).
     let c = unsafe { container(iommu_data) };
+    // SAFETY: `pages` is non-NULL with room for `npage` entries (contract).
+    let pages = unsafe { core::slice::from_raw_parts_mut(pages, len) };
     // The C module uses `group` only to narrow the dirty scope of an
     // IOMMU-backed group that pins; see docs/design.md, "Not there yet".
-    match c.pin_pages(user_iova, npage, prot as u32, pages) {
-        Ok(n) => n,
+    // `prot` is a bit mask: reinterpret its bits.
+    match c.pin_pages(user_iova, prot as u32, pages) {
+        // `n == npage`, so it fits.
+        Ok(_) => npage,
         Err(e) => e.to_errno(),
     }
 }
@@ -229,17 +248,33 @@ extern "C" fn vfio_rs_unregister_device(iommu_data: *mut c_void, vdev: *mut bind
 }
 
 /// `dma_rw`: an emulated device reads or writes user memory by IOVA.
+///
+/// # Safety
+///
+/// vfio core's contract: `iommu_data` came from [`vfio_rs_open`]; `data`
+/// points at `count` bytes the caller owns for the call (vfio core
+/// refuses a NULL `data` or a zero `count`).
 #[no_mangle]
-extern "C" fn vfio_rs_dma_rw(
+unsafe extern "C" fn vfio_rs_dma_rw(
     iommu_data: *mut c_void,
     user_iova: bindings::dma_addr_t,
     data: *mut c_void,
     count: usize,
     write: bool,
 ) -> c_int {
-    // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
+    if data.is_null() || count == 0 {
+        return EINVAL.to_errno();
+    }
+    // SAFETY: `iommu_data` came from `vfio_rs_open` (this function's contract).
     let c = unsafe { container(iommu_data) };
-    match c.dma_rw(user_iova, data, count, write) {
+    let buf = if write {
+        // SAFETY: `data` holds `count` readable bytes (contract).
+        emulated::DmaBuf::Write(unsafe { core::slice::from_raw_parts(data.cast(), count) })
+    } else {
+        // SAFETY: `data` holds `count` bytes we may write (contract).
+        emulated::DmaBuf::Read(unsafe { core::slice::from_raw_parts_mut(data.cast(), count) })
+    };
+    match c.dma_rw(user_iova, buf) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }

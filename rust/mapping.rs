@@ -11,20 +11,53 @@ use kernel::rbtree::RBTree;
 use kernel::rbtree::RBTreeNodeReservation;
 
 use kernel::alloc::KVVec;
+use kernel::page::PAGE_SHIFT;
 use kernel::prelude::*;
 
+use crate::bindings;
 use crate::emulated::ExternalPins;
 use crate::iova::IovaRange;
 use crate::pin::Owner;
 use crate::pin::PinnedPages;
 
-/// Device access rights of a mapping (`IOMMU_READ`/`IOMMU_WRITE` bits).
+/// Device access rights of a mapping.
+///
+/// # Invariants
+///
+/// Holds `IOMMU_READ`, `IOMMU_WRITE` or both, nothing else.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Prot(pub(crate) u32);
+pub(crate) struct Prot(u32);
 
 impl Prot {
+    /// The rights `VFIO_DMA_MAP_FLAG_{READ,WRITE}` ask for; `None` for none.
+    pub(crate) fn from_map_flags(flags: u32) -> Option<Self> {
+        let mut prot = 0;
+        if flags & bindings::VFIO_DMA_MAP_FLAG_READ != 0 {
+            prot |= bindings::IOMMU_READ;
+        }
+        if flags & bindings::VFIO_DMA_MAP_FLAG_WRITE != 0 {
+            prot |= bindings::IOMMU_WRITE;
+        }
+        // INVARIANT: only the two bits, at least one.
+        (prot != 0).then_some(Self(prot))
+    }
+
+    pub(crate) fn readable(self) -> bool {
+        self.0 & bindings::IOMMU_READ != 0
+    }
+
     pub(crate) fn writable(self) -> bool {
-        self.0 & crate::bindings::IOMMU_WRITE != 0
+        self.0 & bindings::IOMMU_WRITE != 0
+    }
+
+    /// Whether a driver's `IOMMU_READ`/`IOMMU_WRITE` request is allowed.
+    pub(crate) fn allows(self, requested: u32) -> bool {
+        self.0 & requested == requested
+    }
+
+    /// The bits for `iommu_map`.
+    pub(crate) fn iommu_bits(self) -> u32 {
+        self.0
     }
 }
 
@@ -33,8 +66,9 @@ pub(crate) struct Mapping {
     pub(crate) range: IovaRange,
     pub(crate) vaddr: u64,
     pub(crate) prot: Prot,
-    /// Set by `VFIO_DMA_UNMAP_FLAG_VADDR` until a new vaddr is supplied.
-    pub(crate) vaddr_invalid: bool,
+    /// Set by `VFIO_DMA_UNMAP_FLAG_VADDR` until a new vaddr is supplied;
+    /// changed only through [`Mappings`], which counts such mappings.
+    vaddr_invalid: bool,
     /// The process whose memory this is.
     pub(crate) owner: Owner,
     /// Every page, pinned and mapped; `None` while the container has no
@@ -62,13 +96,49 @@ impl Drop for Mapping {
 }
 
 impl Mapping {
-    /// Records a page as dirty for the next report, if tracking.
-    pub(crate) fn mark_dirty(&mut self, iova: u64) {
-        let bit = ((iova - self.range.start()) >> kernel::page::PAGE_SHIFT) as usize;
+    /// A new mapping of `range` at `vaddr` (its vaddr valid).
+    pub(crate) fn new(
+        range: IovaRange,
+        vaddr: u64,
+        prot: Prot,
+        owner: Owner,
+        pinned: Option<PinnedPages>,
+        external: ExternalPins,
+    ) -> Self {
+        Self {
+            range,
+            vaddr,
+            prot,
+            vaddr_invalid: false,
+            owner,
+            pinned,
+            external,
+            dirty: None,
+        }
+    }
+
+    /// Whether the vaddr was invalidated (`VFIO_DMA_UNMAP_FLAG_VADDR`).
+    pub(crate) fn vaddr_invalid(&self) -> bool {
+        self.vaddr_invalid
+    }
+
+    /// Records the pages of `[offset, offset + len)` (bytes from the
+    /// mapping's start, `len > 0`) as dirty for the next report, if tracking.
+    pub(crate) fn mark_dirty_span(&mut self, offset: u64, len: usize) {
+        let last = offset.saturating_add((len as u64).saturating_sub(1));
+        let (first, last) = (offset >> PAGE_SHIFT, last >> PAGE_SHIFT);
         if let Some(words) = self.dirty.as_mut() {
-            if let Some(w) = words.get_mut(bit / 64) {
-                *w |= 1u64 << (bit % 64);
+            for bit in first..=last {
+                set_bit(words, bit);
             }
+        }
+    }
+
+    /// Every page is dirty: a device that could write anywhere left. (Bits
+    /// past the last page are never reported.)
+    pub(crate) fn mark_all_dirty(&mut self) {
+        if let Some(words) = self.dirty.as_mut() {
+            words.iter_mut().for_each(|w| *w = u64::MAX);
         }
     }
 
@@ -79,7 +149,7 @@ impl Mapping {
     /// `ENOMEM`.
     pub(crate) fn start_dirty(&mut self) -> Result {
         if self.dirty.is_none() {
-            let npages = (self.size() >> kernel::page::PAGE_SHIFT) as usize;
+            let npages = self.npages()?;
             let mut words = KVVec::new();
             words.resize(npages.div_ceil(64), 0u64, GFP_KERNEL)?;
             self.dirty = Some(words);
@@ -90,7 +160,7 @@ impl Mapping {
     /// The pages to report dirty when no IOMMU-backed group can dirty any
     /// page: those marked since the last report and those pinned by devices.
     pub(crate) fn dirty_bits(&self) -> Result<KVVec<u64>> {
-        let npages = (self.size() >> kernel::page::PAGE_SHIFT) as usize;
+        let npages = self.npages()?;
         let mut words = KVVec::new();
         words.resize(npages.div_ceil(64), 0u64, GFP_KERNEL)?;
         if let Some(d) = &self.dirty {
@@ -99,8 +169,10 @@ impl Mapping {
             }
         }
         for iova in self.external.iovas() {
-            let bit = ((iova - self.range.start()) >> kernel::page::PAGE_SHIFT) as usize;
-            words[bit / 64] |= 1u64 << (bit % 64);
+            set_bit(
+                &mut words,
+                iova.saturating_sub(self.range.start()) >> PAGE_SHIFT,
+            );
         }
         Ok(words)
     }
@@ -111,30 +183,101 @@ impl Mapping {
         }
     }
 
+    /// The mapping's size in bytes.
     pub(crate) fn size(&self) -> u64 {
-        // `last - start + 1` cannot overflow for a mapping: its size came
-        // from a u64 `size` field.
-        self.range.last() - self.range.start() + 1
+        self.range.size()
+    }
+
+    /// The mapping's size in pages.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` where that does not fit in a `usize`.
+    pub(crate) fn npages(&self) -> Result<usize> {
+        usize::try_from(self.size() >> PAGE_SHIFT).map_err(|_| ENOMEM)
     }
 }
 
-/// The container's mappings, keyed by their first IOVA.
+/// Sets bit `bit` of `words`; bits past the end are ignored.
+fn set_bit(words: &mut [u64], bit: u64) {
+    let word = usize::try_from(bit / 64)
+        .ok()
+        .and_then(|w| words.get_mut(w));
+    if let Some(w) = word {
+        *w |= 1u64 << (bit % 64);
+    }
+}
+
+/// The container's mappings, keyed by their first IOVA, and the two counts
+/// the ABI reports about them. The counts change only in `insert`,
+/// `remove`, `invalidate_vaddr` and `update_vaddr`.
 ///
 /// # Invariants
 ///
 /// Mappings never overlap; each is stored under `range.start()`.
+/// `avail + len(tree)` is the `dma_entry_limit` of the time of creation;
+/// `vaddr_invalid` counts the mappings whose vaddr is invalid.
 pub(crate) struct Mappings {
     tree: RBTree<u64, Mapping>,
+    avail: u32,
+    vaddr_invalid: u32,
 }
 
 /// A tree node allocated before taking the container lock.
 pub(crate) type MappingSlot = RBTreeNodeReservation<u64, Mapping>;
 
 impl Mappings {
-    pub(crate) fn new() -> Self {
+    /// No mappings; at most `limit` may exist at once.
+    pub(crate) fn new(limit: u32) -> Self {
         Self {
             tree: RBTree::new(),
+            avail: limit,
+            vaddr_invalid: 0,
         }
+    }
+
+    /// How many more mappings may be created (`VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL`).
+    pub(crate) fn avail(&self) -> u32 {
+        self.avail
+    }
+
+    /// How many mappings have an invalid vaddr; while any has, nothing may
+    /// pin (attach, pin_pages, dma_rw answer EBUSY).
+    pub(crate) fn vaddr_invalid_count(&self) -> u32 {
+        self.vaddr_invalid
+    }
+
+    /// Marks the vaddr of the mapping at `start` invalid.
+    pub(crate) fn invalidate_vaddr(&mut self, start: u64) {
+        if let Some(m) = self.tree.get_mut(&start) {
+            if !m.vaddr_invalid {
+                m.vaddr_invalid = true;
+                // Cannot overflow: at most `u32::MAX` mappings exist.
+                self.vaddr_invalid = self.vaddr_invalid.saturating_add(1);
+            }
+        }
+    }
+
+    /// Gives the invalidated mapping at `start` its new `vaddr` and `owner`.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` if the new owner cannot be charged the pinned pages.
+    pub(crate) fn update_vaddr(&mut self, start: u64, vaddr: u64, owner: Owner) -> Result {
+        let Some(m) = self.tree.get_mut(&start) else {
+            return Err(ENOENT);
+        };
+        if let Some(p) = m.pinned.as_mut() {
+            p.change_owner(owner.clone())?;
+        }
+        m.owner = owner;
+        m.vaddr = vaddr;
+        if m.vaddr_invalid {
+            m.vaddr_invalid = false;
+            // Cannot underflow: `m` was counted (type invariant).
+            self.vaddr_invalid = self.vaddr_invalid.saturating_sub(1);
+        }
+        Ok(())
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Mapping> {
@@ -171,9 +314,12 @@ impl Mappings {
         (start <= r.last()).then_some(start)
     }
 
-    /// Adds `m`, which overlaps no mapping (checked by the caller).
+    /// Adds `m`, which overlaps no mapping and has its vaddr valid; the
+    /// caller checked `avail() > 0` under the same lock.
     pub(crate) fn insert(&mut self, slot: MappingSlot, m: Mapping) {
-        // INVARIANT: the caller checked `m` overlaps nothing.
+        // INVARIANT: one more mapping, one less available (`avail > 0` was
+        // checked by the caller); a new mapping's vaddr is valid.
+        self.avail = self.avail.saturating_sub(1);
         let start = m.range.start();
         self.tree.insert(slot.into_node(start, m));
     }
@@ -196,7 +342,21 @@ impl Mappings {
         self.tree.cursor_front().map(|c| *c.current().0)
     }
 
+    /// Takes the mapping at `start` out; dropping it unpins and unaccounts,
+    /// so the caller unmaps it from every domain first.
     pub(crate) fn remove(&mut self, start: u64) -> Option<Mapping> {
-        self.tree.remove(&start)
+        let m = self.tree.remove(&start)?;
+        // INVARIANT: one mapping less; it no longer counts as invalid.
+        // Neither can overflow (type invariant).
+        self.avail = self.avail.saturating_add(1);
+        if m.vaddr_invalid {
+            self.vaddr_invalid = self.vaddr_invalid.saturating_sub(1);
+        }
+        Some(m)
+    }
+
+    /// How many mappings there are.
+    pub(crate) fn len(&self) -> usize {
+        self.tree.iter().count()
     }
 }

@@ -40,20 +40,46 @@ impl Owner {
         Ok(Self { mm, task, lock_cap })
     }
 
-    /// Charges (`npage > 0`) or releases pages of `locked_vm`.
+    /// Charges `npages` pages to the owner's `locked_vm`.
     ///
     /// # Errors
     ///
     /// `ENOMEM` over RLIMIT_MEMLOCK without CAP_IPC_LOCK; `ESRCH` if the
     /// mm has no users left.
-    pub(crate) fn lock_acct(&self, npage: i64) -> Result {
-        // SAFETY: `mm` and `task` are held by references.
+    pub(crate) fn charge(&self, npages: usize) -> Result {
+        self.acct(npages, true, true)
+    }
+
+    /// Gives `npages` pages of `locked_vm` back. If the owner's mm has no
+    /// users left there is nothing to give back (as in the C module).
+    pub(crate) fn uncharge(&self, npages: usize) {
+        let _ = self.acct(npages, false, true);
+    }
+
+    /// Charges pages just pinned by the map or replay path, which runs in
+    /// an ioctl: the owner's mm is charged even if it has no users left
+    /// (a mapping outliving its process), as the C module does there.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` over RLIMIT_MEMLOCK without CAP_IPC_LOCK.
+    fn charge_pinned(&self, npages: usize) -> Result {
+        self.acct(npages, true, false)
+    }
+
+    fn acct(&self, npages: usize, charge: bool, async_: bool) -> Result {
+        let n = c_long::try_from(npages).map_err(|_| ENOMEM)?;
+        // `n >= 0`, so its negation cannot overflow.
+        let n = if charge { n } else { n.wrapping_neg() };
+        // SAFETY: `mm` and `task` are held by references (`mmgrab` and a
+        // task reference), so both stay valid even after the process exits.
         let ret = unsafe {
             bindings::vfio_rs_lock_acct(
                 self.mm.as_raw().cast(),
-                npage as c_long,
+                n,
                 self.task.as_ptr().cast(),
                 self.lock_cap,
+                async_,
             )
         };
         kernel::error::to_result(ret)
@@ -106,105 +132,101 @@ pub(crate) struct PinnedPages {
 unsafe impl Send for PinnedPages {}
 
 impl PinnedPages {
-    /// Pins `npages` pages of the current process at `vaddr`, charged to
-    /// `owner`, and calls
-    /// `map_run(offset, run)` for each physically contiguous run as soon as
-    /// it is complete (`offset` is in bytes from `vaddr`). With
-    /// `single_pages` every run is one page (the `disable_hugepages`
-    /// parameter).
-    ///
-    /// # Errors
-    ///
-    /// GUP's errno (`EFAULT` for an unmapped or read-only range), `ENOMEM`
-    /// when `locked_vm` would pass RLIMIT_MEMLOCK without CAP_IPC_LOCK, or
-    /// `map_run`'s. Also returns how many bytes `map_run` mapped. On error
-    /// the partly pinned pages come back with the error: the caller unmaps
-    /// what was mapped, then drops them (unpin after unmap).
-    pub(crate) fn pin(
-        owner: Owner,
-        vaddr: u64,
-        npages: usize,
-        writable: bool,
-        single_pages: bool,
-        batch: &mut PageBatch,
-        mut map_run: impl FnMut(u64, PfnRun) -> Result,
-    ) -> (core::result::Result<Self, (Error, Self)>, u64) {
-        let mut pinned = PinnedPages {
+    /// Nothing pinned yet; what [`Self::fill`] pins is charged to `owner`.
+    pub(crate) fn new(owner: Owner, writable: bool) -> Self {
+        // INVARIANT: no runs, nothing charged.
+        Self {
             runs: KVVec::new(),
             npages: 0,
             owner,
             locked: 0,
             writable,
-        };
-        let mut mapped_runs = 0usize;
-        let mut mapped_bytes = 0u64;
-        let mut step = || -> Result {
-            while pinned.npages < npages {
-                pinned.pin_batch(vaddr, npages, writable, single_pages, batch)?;
-                // Every run but the last is complete: the last may still grow.
-                let complete = if pinned.npages == npages {
-                    pinned.runs.len()
-                } else {
-                    pinned.runs.len() - 1
-                };
-                while mapped_runs < complete {
-                    let run = pinned.runs[mapped_runs];
-                    map_run(mapped_bytes, run)?;
-                    mapped_bytes += (run.npages as u64) << PAGE_SHIFT;
-                    mapped_runs += 1;
-                }
-            }
-            Ok(())
-        };
-        let res = step();
-        match res {
-            Ok(()) => (Ok(pinned), mapped_bytes),
-            Err(e) => (Err((e, pinned)), mapped_bytes),
         }
     }
 
-    /// Pins the next batch of pages and appends them to `runs`; returns how
-    /// many were pinned. On error nothing of this batch stays pinned.
+    /// Pins `npages` pages of the current process at `vaddr` and calls
+    /// `map_run(run)` for each physically contiguous run, in order, as soon
+    /// as it is complete. With `single_pages` every run is one page (the
+    /// `disable_hugepages` parameter).
+    ///
+    /// # Errors
+    ///
+    /// GUP's errno (`EFAULT` for an unmapped or read-only range), `ENOMEM`
+    /// when `locked_vm` would pass RLIMIT_MEMLOCK without CAP_IPC_LOCK, or
+    /// `map_run`'s. What was pinned stays in `self` until it is dropped, so
+    /// a caller drops whatever `map_run` mapped (a `Mapped` guard declared
+    /// after `self`) before `self`.
+    pub(crate) fn fill(
+        &mut self,
+        vaddr: u64,
+        npages: usize,
+        single_pages: bool,
+        batch: &mut PageBatch,
+        mut map_run: impl FnMut(PfnRun) -> Result,
+    ) -> Result {
+        let mut mapped_runs = 0usize;
+        while self.npages < npages {
+            self.pin_batch(vaddr, npages, single_pages, batch)?;
+            // Every run but the last is complete: the last may still grow.
+            let complete = match self.npages == npages {
+                true => self.runs.len(),
+                false => self.runs.len().saturating_sub(1),
+            };
+            for run in self.runs.get(mapped_runs..complete).unwrap_or(&[]) {
+                map_run(*run)?;
+            }
+            mapped_runs = mapped_runs.max(complete);
+        }
+        Ok(())
+    }
+
+    /// Pins the next batch of pages and appends them to `runs`. On error
+    /// nothing of this batch stays pinned.
     fn pin_batch(
         &mut self,
         vaddr: u64,
         npages: usize,
-        writable: bool,
         single_pages: bool,
         batch: &mut PageBatch,
-    ) -> Result<usize> {
-        let want = (npages - self.npages).min(BATCH_PAGES);
+    ) -> Result {
+        let left = npages.saturating_sub(self.npages);
+        let want = left.min(BATCH_PAGES);
         // Room for every page of the batch as a run of its own, so that
         // recording cannot fail once pages are pinned.
         self.runs.reserve(want, GFP_KERNEL)?;
-        let addr = vaddr + ((self.npages as u64) << PAGE_SHIFT);
+        let addr = vaddr.checked_add(page_bytes(self.npages)).ok_or(EFAULT)?;
         let mut flags = bindings::FOLL_LONGTERM;
-        if writable {
+        if self.writable {
             flags |= bindings::FOLL_WRITE;
         }
-        // SAFETY: `batch.pages` has room for `BATCH_PAGES >= want` entries;
-        // GUP fills at most `want` of them. `want` fits in c_int.
+        let pages = batch.pages.get_mut(..want).ok_or(EINVAL)?;
+        // SAFETY: `pages` has room for `want` entries; GUP fills at most
+        // `want` of them. `want <= BATCH_PAGES` fits in c_int.
         let got = unsafe {
-            bindings::pin_user_pages_fast(
+            bindings::vfio_rs_pin_user_pages_fast(
                 addr as c_ulong,
                 want as c_int,
                 flags,
-                batch.pages.as_mut_ptr(),
+                pages.as_mut_ptr(),
             )
         };
-        if got <= 0 {
-            let gup_err = if got == 0 {
-                EFAULT
-            } else {
-                Error::from_errno(got)
-            };
-            return self.add_pfnmap(addr, npages - self.npages, writable, gup_err);
-        }
-        // `0 < got <= want`.
-        let got = got as usize;
-        let ret = self.owner.lock_acct(got as i64);
-        if let Err(err) = ret {
-            for &p in &batch.pages[..got] {
+        let got = match usize::try_from(got) {
+            Ok(n) if n > 0 => n.min(want),
+            // GUP answers EOVERFLOW for a range ending at 2^64 (the last
+            // page of the address space); no vma can be there, so this is
+            // EFAULT, as the C module's pin_user_pages_remote() says.
+            _ => {
+                let gup_err = match got {
+                    0 => EFAULT,
+                    e if Error::from_errno(e) == EOVERFLOW => EFAULT,
+                    e => Error::from_errno(e),
+                };
+                return self.add_pfnmap(addr, left, single_pages, gup_err);
+            }
+        };
+        let pages = pages.get(..got).unwrap_or(&[]);
+        if let Err(err) = self.owner.charge_pinned(got) {
+            for &p in pages {
                 // SAFETY: `p` was pinned just above and is recorded nowhere.
                 unsafe { bindings::unpin_user_page_range_dirty_lock(p, 1, false) };
             }
@@ -215,81 +237,87 @@ impl PinnedPages {
             }
             return Err(err);
         }
-        self.locked += got;
-        // Walk the batch a contiguous stretch at a time, so that huge pages
-        // cost one pfn lookup per stretch rather than one per page.
+        self.locked = self.locked.saturating_add(got);
+        self.record(pages, single_pages);
+        Ok(())
+    }
+
+    /// Appends the pinned `pages` to `runs`, a contiguous stretch at a time,
+    /// so that huge pages cost one pfn lookup per stretch rather than one
+    /// per page. Room for one run per page is reserved.
+    fn record(&mut self, pages: &[*mut bindings::page], single_pages: bool) {
         let mut i = 0;
-        while i < got {
-            let rest = &mut batch.pages[i..got];
-            // SAFETY: `rest[0]` is a valid pinned page.
-            let pfn = unsafe { bindings::vfio_rs_page_to_pfn(rest[0]) } as usize;
+        while let Some(rest) = pages.get(i..) {
+            let Some(&first) = rest.first() else {
+                break;
+            };
+            // SAFETY: `first` is a valid pinned page.
+            let pfn = unsafe { bindings::vfio_rs_page_to_pfn(first) } as usize;
             let n = if single_pages {
                 1
             } else {
-                // SAFETY: `rest` holds `rest.len() >= 1` valid page pointers.
+                // SAFETY: `rest` holds `rest.len() >= 1` valid page pointers;
+                // the helper only reads them.
                 let n = unsafe {
-                    bindings::vfio_rs_pages_contiguous(rest.as_mut_ptr(), rest.len() as c_ulong)
+                    bindings::vfio_rs_pages_contiguous(
+                        rest.as_ptr().cast_mut(),
+                        rest.len() as c_ulong,
+                    )
                 };
                 // `1 <= n <= rest.len()`.
-                n as usize
+                (n as usize).clamp(1, rest.len())
             };
-            match self.runs.last_mut() {
-                Some(run) if !single_pages && run.pinned && run.pfn + run.npages == pfn => {
-                    run.npages += n
-                }
-                // Cannot fail: capacity reserved above (one run per page at most).
-                _ => self.runs.push(
-                    PfnRun {
-                        pfn,
-                        npages: n,
-                        pinned: true,
-                    },
-                    GFP_KERNEL,
-                )?,
-            }
-            self.npages += n;
-            i += n;
+            self.push_run(pfn, n, true, single_pages);
+            i = i.saturating_add(n);
         }
-        Ok(got)
+    }
+
+    /// Appends `n` pages from `pfn` (pinned or not), merging with the last
+    /// run when contiguous with it. The caller reserved room for a new run.
+    fn push_run(&mut self, pfn: usize, n: usize, pinned: bool, single_pages: bool) {
+        self.npages = self.npages.saturating_add(n);
+        if let Some(run) = self.runs.last_mut() {
+            if !single_pages && run.pinned == pinned && run.pfn.checked_add(run.npages) == Some(pfn)
+            {
+                run.npages = run.npages.saturating_add(n);
+                return;
+            }
+        }
+        // Cannot fail: room was reserved by the caller.
+        let _ = self.runs.push(
+            PfnRun {
+                pfn,
+                npages: n,
+                pinned,
+            },
+            GFP_KERNEL,
+        );
     }
 
     /// GUP refused `addr`: if it lies in a VM_PFNMAP range, records the
-    /// contiguous pfns there (unpinned, unaccounted) and returns how many;
-    /// otherwise fails with GUP's error.
-    fn add_pfnmap(
-        &mut self,
-        addr: u64,
-        left: usize,
-        writable: bool,
-        gup_err: Error,
-    ) -> Result<usize> {
+    /// contiguous pfns there (unpinned, unaccounted); otherwise fails with
+    /// GUP's error.
+    fn add_pfnmap(&mut self, addr: u64, left: usize, single_pages: bool, gup_err: Error) -> Result {
         let mut pfn: c_ulong = 0;
         // SAFETY: runs in the ioctl's process context; `pfn` is a live local.
         let n = unsafe {
-            bindings::vfio_rs_pfnmap_lookup(addr as c_ulong, left as c_ulong, writable, &mut pfn)
+            bindings::vfio_rs_pfnmap_lookup(
+                addr as c_ulong,
+                left as c_ulong,
+                self.writable,
+                &mut pfn,
+            )
         };
-        if n == 0 {
-            return Err(gup_err);
+        match usize::try_from(n) {
+            Ok(0) => Err(gup_err),
+            // One page at a time with `disable_hugepages`, as the C module.
+            Ok(n) => {
+                let n = if single_pages { 1 } else { n.min(left) };
+                self.push_run(pfn, n, false, single_pages);
+                Ok(())
+            }
+            Err(_) => Err(Error::from_errno(n as c_int)),
         }
-        if n < 0 {
-            return Err(Error::from_errno(n as c_int));
-        }
-        // `0 < n <= left`.
-        let n = n as usize;
-        match self.runs.last_mut() {
-            Some(run) if !run.pinned && run.pfn + run.npages == pfn => run.npages += n,
-            // Cannot fail: the caller reserved room for one more run.
-            _ => self.runs.push(
-                PfnRun {
-                    pfn,
-                    npages: n,
-                    pinned: false,
-                },
-                GFP_KERNEL,
-            )?,
-        }
-        self.npages += n;
-        Ok(n)
     }
 
     pub(crate) fn runs(&self) -> &[PfnRun] {
@@ -306,9 +334,8 @@ impl PinnedPages {
         if new.mm.as_raw() == self.owner.mm.as_raw() {
             return Ok(());
         }
-        new.lock_acct(self.locked as i64)?;
-        // The old mm may have no users left: nothing to give back then.
-        let _ = self.owner.lock_acct(-(self.locked as i64));
+        new.charge(self.locked)?;
+        self.owner.uncharge(self.locked);
         self.owner = new;
         Ok(())
     }
@@ -325,6 +352,13 @@ fn unpin_run(run: PfnRun, dirty: bool) {
     unsafe { bindings::unpin_user_page_range_dirty_lock(page, run.npages as c_ulong, dirty) };
 }
 
+impl PfnRun {
+    /// The run's length in bytes.
+    pub(crate) fn bytes(&self) -> u64 {
+        page_bytes(self.npages)
+    }
+}
+
 impl Drop for PinnedPages {
     /// Unpins (marking writable pages dirty: the device may have written
     /// them) and unaccounts. Callers unmap from every IOMMU domain and flush
@@ -333,12 +367,23 @@ impl Drop for PinnedPages {
         for run in self.runs.iter() {
             unpin_run(*run, self.writable);
         }
-        // The owner's mm may have no users left: nothing to give back then.
-        let _ = self.owner.lock_acct(-(self.locked as i64));
+        self.owner.uncharge(self.locked);
     }
+}
+
+/// The `struct page` of `pfn` (which has one: a page GUP returned).
+pub(crate) fn pfn_to_page(pfn: usize) -> *mut bindings::page {
+    // SAFETY: pure address arithmetic on the memory map; the result is
+    // dereferenced only by callers that pinned the page.
+    unsafe { bindings::vfio_rs_pfn_to_page(pfn as c_ulong) }
 }
 
 /// Converts a pfn to the physical address `iommu_map` takes.
 pub(crate) fn pfn_to_phys(pfn: usize) -> u64 {
-    (pfn as u64) << PAGE_SHIFT
+    (pfn as u64).wrapping_shl(PAGE_SHIFT as u32)
+}
+
+/// The bytes of `npages` pages (saturating: no mapping comes near it).
+pub(crate) fn page_bytes(npages: usize) -> u64 {
+    (npages as u64).saturating_mul(PAGE_SIZE as u64)
 }

@@ -1,18 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The VFIO uapi as this backend sees it: ioctl numbers and extension ids.
+//! The VFIO uapi as this backend sees it: ioctl numbers, the request and
+//! reply structs (read and written whole, `#[repr(C)]` mirrors of
+//! include/uapi/linux/vfio.h), and their decoding into typed requests.
+//!
+//! Decoding does every check the C module does before it takes its lock,
+//! in the same order, so errnos match; the checks that need the container
+//! (page size, mappings) are the flows'. The flows never see the user
+//! pointer `arg`: they take a decoded request and return a typed reply,
+//! which this file writes back.
+
+use core::mem::offset_of;
+use core::mem::size_of;
 
 use kernel::ioctl::_IO;
 use kernel::prelude::*;
+use kernel::transmute::AsBytes;
+use kernel::transmute::FromBytes;
 use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
 use crate::bindings;
 use crate::dirty::UserBitmap;
+use crate::iova::IovaRange;
+use crate::mapping::Prot;
 
 const fn vfio_io(nr: u32) -> u32 {
     // Widening u8 -> u32 (`From` is not const).
-    _IO(bindings::VFIO_TYPE as u32, bindings::VFIO_BASE + nr)
+    _IO(
+        bindings::VFIO_TYPE as u32,
+        bindings::VFIO_BASE.wrapping_add(nr),
+    )
 }
 
 /// `VFIO_CHECK_EXTENSION`.
@@ -26,271 +44,454 @@ pub(crate) const IOMMU_UNMAP_DMA: u32 = vfio_io(14);
 /// `VFIO_IOMMU_DIRTY_PAGES`.
 pub(crate) const IOMMU_DIRTY_PAGES: u32 = vfio_io(17);
 
-/// What a `VFIO_IOMMU_DIRTY_PAGES` call asks for.
+/// Declares `#[repr(C)]` uapi mirrors made only of integers, laid out
+/// without padding, so every byte is initialised and any bytes are valid.
+macro_rules! uapi_struct {
+    ($(#[$m:meta])* struct $name:ident { $($(#[$fm:meta])* $f:ident: $t:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        pub(crate) struct $name { $($(#[$fm])* pub(crate) $f: $t),* }
+        // SAFETY: integers only, no padding (checked below): any bit
+        // pattern is a valid value.
+        unsafe impl FromBytes for $name {}
+        // SAFETY: integers only, no padding (checked below): every byte is
+        // initialised.
+        unsafe impl AsBytes for $name {}
+        const _: () = assert!(size_of::<$name>() == 0 $(+ size_of::<$t>())*);
+    };
+}
+
+uapi_struct! {
+    /// `struct vfio_iommu_type1_dma_map`; minsz is its whole size.
+    struct DmaMapRaw { argsz: u32, flags: u32, vaddr: u64, iova: u64, size: u64 }
+}
+uapi_struct! {
+    /// `struct vfio_iommu_type1_dma_unmap` up to `size` (its minsz).
+    struct DmaUnmapRaw { argsz: u32, flags: u32, iova: u64, size: u64 }
+}
+uapi_struct! {
+    /// `struct vfio_bitmap`: where the user wants dirty bits.
+    struct BitmapRaw { pgsize: u64, size: u64, data: u64 }
+}
+uapi_struct! {
+    /// `struct vfio_iommu_type1_dirty_bitmap` up to `flags` (its minsz).
+    struct DirtyHeadRaw { argsz: u32, flags: u32 }
+}
+uapi_struct! {
+    /// `struct vfio_iommu_type1_dirty_bitmap_get`.
+    struct DirtyGetRaw { iova: u64, size: u64, bitmap_pgsize: u64, bitmap_size: u64, bitmap_data: u64 }
+}
+uapi_struct! {
+    /// `struct vfio_iommu_type1_info`.
+    struct InfoRaw { argsz: u32, flags: u32, iova_pgsizes: u64, cap_offset: u32, pad: u32 }
+}
+uapi_struct! {
+    /// `struct vfio_iommu_type1_info` up to `iova_pgsizes` (its minsz).
+    struct InfoHeadRaw { argsz: u32, flags: u32, iova_pgsizes: u64 }
+}
+uapi_struct! {
+    /// `struct vfio_info_cap_header`.
+    struct CapHeader { id: u16, version: u16, next: u32 }
+}
+uapi_struct! {
+    /// `struct vfio_iommu_type1_info_cap_migration` (with its padding named).
+    struct CapMigration { header: CapHeader, flags: u32, pad: u32, pgsize_bitmap: u64, max_dirty_bitmap_size: u64 }
+}
+uapi_struct! {
+    /// `struct vfio_iommu_type1_info_dma_avail`.
+    struct CapDmaAvail { header: CapHeader, avail: u32 }
+}
+uapi_struct! {
+    /// `struct vfio_iommu_type1_info_cap_iova_range` without its ranges.
+    struct CapIovaRangeHead { header: CapHeader, nr_iovas: u32, reserved: u32 }
+}
+uapi_struct! {
+    /// `struct vfio_iova_range`.
+    struct IovaRangeRaw { start: u64, end: u64 }
+}
+
+// The mirrors match the kernel's own layout.
+const _: () = assert!(size_of::<InfoHeadRaw>() == offset_of!(InfoRaw, cap_offset));
+const _: () = assert!(size_of::<DmaMapRaw>() == size_of::<bindings::vfio_iommu_type1_dma_map>());
+const _: () =
+    assert!(size_of::<DmaUnmapRaw>() == size_of::<bindings::vfio_iommu_type1_dma_unmap>());
+const _: () = assert!(size_of::<BitmapRaw>() == size_of::<bindings::vfio_bitmap>());
+const _: () = assert!(size_of::<InfoRaw>() == size_of::<bindings::vfio_iommu_type1_info>());
+const _: () =
+    assert!(size_of::<DirtyGetRaw>() == size_of::<bindings::vfio_iommu_type1_dirty_bitmap_get>());
+const _: () = assert!(
+    size_of::<CapMigration>() == size_of::<bindings::vfio_iommu_type1_info_cap_migration>()
+);
+
+/// Reads a `T` from user address `addr`.
+///
+/// # Errors
+///
+/// `EFAULT`.
+fn read_user<T: FromBytes>(addr: usize) -> Result<T> {
+    UserSlice::new(UserPtr::from_addr(addr), size_of::<T>())
+        .reader()
+        .read::<T>()
+}
+
+/// Writes the first `len` bytes of `v` to user address `addr`.
+///
+/// # Errors
+///
+/// `EFAULT`.
+fn write_user<T: AsBytes>(addr: usize, v: &T, len: usize) -> Result {
+    let bytes = v.as_bytes().get(..len).ok_or(EINVAL)?;
+    UserSlice::new(UserPtr::from_addr(addr), len)
+        .writer()
+        .write_slice(bytes)
+}
+
+/// `arg + off`: a user address; one past the top of the address space
+/// cannot be accessed (`copy_from_user` would fail the same way).
+fn user_addr(arg: usize, off: usize) -> Result<usize> {
+    arg.checked_add(off).ok_or(EFAULT)
+}
+
+/// A `VFIO_IOMMU_MAP_DMA` request.
+pub(crate) enum MapRequest {
+    /// Map `range` to the user memory at `vaddr`.
+    Map {
+        range: IovaRange,
+        vaddr: u64,
+        prot: Prot,
+    },
+    /// `VFIO_DMA_MAP_FLAG_VADDR`: give the invalidated mapping of exactly
+    /// `range` the user memory at `vaddr`.
+    UpdateVaddr { range: IovaRange, vaddr: u64 },
+}
+
+impl MapRequest {
+    /// Copies the request in and checks it as the C module does.
+    ///
+    /// # Errors
+    ///
+    /// `EFAULT`; `EINVAL` (argsz below minsz, unknown flags, zero size,
+    /// neither or both of access flags and VADDR); `EOVERFLOW` (the IOVA or
+    /// user range wraps).
+    pub(crate) fn read(arg: usize) -> Result<Self> {
+        let raw: DmaMapRaw = read_user(arg)?;
+        let known = bindings::VFIO_DMA_MAP_FLAG_READ
+            | bindings::VFIO_DMA_MAP_FLAG_WRITE
+            | bindings::VFIO_DMA_MAP_FLAG_VADDR;
+        if (raw.argsz as usize) < size_of::<DmaMapRaw>() || raw.flags & !known != 0 {
+            return Err(EINVAL);
+        }
+        let range = IovaRange::from_size(raw.iova, raw.size)?;
+        // The user range must not wrap either (`size > 0` here).
+        IovaRange::from_size(raw.vaddr, raw.size)?;
+        let prot = Prot::from_map_flags(raw.flags);
+        let set_vaddr = raw.flags & bindings::VFIO_DMA_MAP_FLAG_VADDR != 0;
+        match (prot, set_vaddr) {
+            (Some(prot), false) => Ok(Self::Map {
+                range,
+                vaddr: raw.vaddr,
+                prot,
+            }),
+            (None, true) => Ok(Self::UpdateVaddr {
+                range,
+                vaddr: raw.vaddr,
+            }),
+            _ => Err(EINVAL),
+        }
+    }
+}
+
+/// What an unmap covers.
+#[derive(Clone, Copy)]
+pub(crate) enum UnmapScope {
+    /// `[iova, iova + size)`, checked against the page size under the lock.
+    Range { iova: u64, size: u64 },
+    /// `VFIO_DMA_UNMAP_FLAG_ALL` (iova and size must then be 0).
+    All { iova: u64, size: u64 },
+}
+
+/// What an unmap does to the mappings it covers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnmapAction {
+    /// Unmap, unpin and forget them.
+    Unmap,
+    /// `VFIO_DMA_UNMAP_FLAG_VADDR`: keep them, mark their vaddr invalid.
+    InvalidateVaddr,
+}
+
+/// A `VFIO_IOMMU_UNMAP_DMA` request.
+pub(crate) struct UnmapRequest {
+    raw: DmaUnmapRaw,
+    pub(crate) scope: UnmapScope,
+    pub(crate) action: UnmapAction,
+    /// `VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP`: report before unmapping.
+    pub(crate) bitmap: Option<UserBitmap>,
+}
+
+impl UnmapRequest {
+    /// Copies the request in and checks it as the C module does before its
+    /// lock.
+    ///
+    /// # Errors
+    ///
+    /// `EFAULT`; `EINVAL` for argsz below minsz, an unknown flag,
+    /// GET_DIRTY_BITMAP combined with ALL or VADDR, or a bad bitmap.
+    pub(crate) fn read(arg: usize) -> Result<Self> {
+        let raw: DmaUnmapRaw = read_user(arg)?;
+        let dirty = bindings::VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP;
+        let all = bindings::VFIO_DMA_UNMAP_FLAG_ALL;
+        let vaddr = bindings::VFIO_DMA_UNMAP_FLAG_VADDR;
+        let minsz = size_of::<DmaUnmapRaw>();
+        if (raw.argsz as usize) < minsz || raw.flags & !(dirty | all | vaddr) != 0 {
+            return Err(EINVAL);
+        }
+        if raw.flags & dirty != 0 && raw.flags & (all | vaddr) != 0 {
+            return Err(EINVAL);
+        }
+        let mut bitmap = None;
+        if raw.flags & dirty != 0 {
+            if (raw.argsz as usize) < minsz.saturating_add(size_of::<BitmapRaw>()) {
+                return Err(EINVAL);
+            }
+            let b: BitmapRaw = read_user(user_addr(arg, minsz)?)?;
+            let bm = UserBitmap::new(b.pgsize, b.size, b.data);
+            bm.validate(raw.size)?;
+            bitmap = Some(bm);
+        }
+        let (iova, size) = (raw.iova, raw.size);
+        Ok(Self {
+            raw,
+            scope: match raw.flags & all {
+                0 => UnmapScope::Range { iova, size },
+                _ => UnmapScope::All { iova, size },
+            },
+            action: match raw.flags & vaddr {
+                0 => UnmapAction::Unmap,
+                _ => UnmapAction::InvalidateVaddr,
+            },
+            bitmap,
+        })
+    }
+
+    /// Writes the request back with `size` = bytes unmapped (or
+    /// invalidated), as the C module does on success.
+    ///
+    /// # Errors
+    ///
+    /// `EFAULT`.
+    pub(crate) fn write_back(&self, arg: usize, unmapped: u64) -> Result {
+        let reply = DmaUnmapRaw {
+            size: unmapped,
+            ..self.raw
+        };
+        write_user(arg, &reply, size_of::<DmaUnmapRaw>())
+    }
+}
+
+/// A `VFIO_IOMMU_DIRTY_PAGES` request.
 pub(crate) enum DirtyPages {
     Start,
     Stop,
-    /// Report `[iova, iova + size)` into `bitmap`.
+    /// Report `range` into `bitmap`.
     GetBitmap {
-        range: crate::iova::IovaRange,
+        range: IovaRange,
         bitmap: UserBitmap,
     },
 }
 
 impl DirtyPages {
     /// Copies the request in and validates it as the C module does before
-    /// taking its lock.
+    /// taking its lock (the caller has checked for a v2 container).
     ///
     /// # Errors
     ///
     /// `EFAULT`; `EINVAL` (short argsz, unknown flags, not exactly one flag,
     /// zero size, bad bitmap); `EOVERFLOW`.
-    pub(crate) fn read(arg: c_ulong) -> Result<Self> {
-        const MINSZ: usize = 8;
-        let b: [u8; MINSZ] = read_head(arg)?;
-        let (argsz, flags) = (u32_at(&b, 0), u32_at(&b, 4));
+    pub(crate) fn read(arg: usize) -> Result<Self> {
+        let head: DirtyHeadRaw = read_user(arg)?;
         let start = bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_START;
         let stop = bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP;
         let get = bindings::VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
-        if (argsz as usize) < MINSZ || flags & !(start | stop | get) != 0 || flags.count_ones() != 1
+        let minsz = size_of::<DirtyHeadRaw>();
+        if (head.argsz as usize) < minsz
+            || head.flags & !(start | stop | get) != 0
+            || head.flags.count_ones() != 1
         {
             return Err(EINVAL);
         }
-        if flags == start {
+        if head.flags == start {
             return Ok(Self::Start);
         }
-        if flags == stop {
+        if head.flags == stop {
             return Ok(Self::Stop);
         }
-        // struct vfio_iommu_type1_dirty_bitmap_get: iova, size, bitmap.
-        if (argsz as usize) < MINSZ + 40 {
+        let data_size = (head.argsz as usize).saturating_sub(minsz);
+        if data_size < size_of::<DirtyGetRaw>() {
             return Err(EINVAL);
         }
-        let mut raw = [0u8; 40];
-        UserSlice::new(UserPtr::from_addr(arg + MINSZ), 40)
-            .reader()
-            .read_slice(&mut raw)?;
-        let (iova, size) = (u64_at(&raw, 0), u64_at(&raw, 8));
-        if size == 0 {
-            return Err(EINVAL);
-        }
-        let range = crate::iova::IovaRange::from_size(iova, size)?;
-        let bitmap = UserBitmap::from_bytes(&raw[16..]);
-        bitmap.validate(size)?;
+        let raw: DirtyGetRaw = read_user(user_addr(arg, minsz)?)?;
+        let range = IovaRange::from_size(raw.iova, raw.size)?;
+        let bitmap = UserBitmap::new(raw.bitmap_pgsize, raw.bitmap_size, raw.bitmap_data);
+        bitmap.validate(raw.size)?;
         Ok(Self::GetBitmap { range, bitmap })
     }
 }
 
-/// Reads the first `N` bytes of the user struct at `arg`.
-///
-/// # Errors
-///
-/// `EFAULT`.
-fn read_head<const N: usize>(arg: c_ulong) -> Result<[u8; N]> {
-    let mut buf = [0u8; N];
-    UserSlice::new(UserPtr::from_addr(arg), N)
-        .reader()
-        .read_slice(&mut buf)?;
-    Ok(buf)
-}
-
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut v = [0u8; 4];
-    v.copy_from_slice(&b[off..off + 4]);
-    u32::from_ne_bytes(v)
-}
-
-pub(crate) fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[off..off + 8]);
-    u64::from_ne_bytes(v)
-}
-
-/// `struct vfio_iommu_type1_dma_map`, up to `size` (its minsz).
-pub(crate) struct DmaMap {
-    pub(crate) flags: u32,
-    pub(crate) vaddr: u64,
-    pub(crate) iova: u64,
-    pub(crate) size: u64,
-}
-
-impl DmaMap {
-    /// Copies the request in and checks `argsz` and `flags`.
-    ///
-    /// # Errors
-    ///
-    /// `EFAULT`; `EINVAL` for `argsz` below minsz or an unknown flag.
-    pub(crate) fn read(arg: c_ulong) -> Result<Self> {
-        let b: [u8; 32] = read_head(arg)?;
-        let (argsz, flags) = (u32_at(&b, 0), u32_at(&b, 4));
-        let known = bindings::VFIO_DMA_MAP_FLAG_READ
-            | bindings::VFIO_DMA_MAP_FLAG_WRITE
-            | bindings::VFIO_DMA_MAP_FLAG_VADDR;
-        if argsz < 32 || flags & !known != 0 {
-            return Err(EINVAL);
-        }
-        Ok(Self {
-            flags,
-            vaddr: u64_at(&b, 8),
-            iova: u64_at(&b, 16),
-            size: u64_at(&b, 24),
-        })
-    }
-}
-
-/// `struct vfio_iommu_type1_dma_unmap`, up to `size` (its minsz).
-pub(crate) struct DmaUnmap {
+/// A `VFIO_IOMMU_GET_INFO` request: only `argsz` matters.
+pub(crate) struct InfoRequest {
     argsz: u32,
-    pub(crate) flags: u32,
-    pub(crate) iova: u64,
-    pub(crate) size: u64,
-    /// The `struct vfio_bitmap` after the struct, with GET_DIRTY_BITMAP.
-    pub(crate) bitmap: Option<UserBitmap>,
 }
 
-impl DmaUnmap {
-    const MINSZ: usize = 24;
-
-    /// Copies the request in and checks `argsz` and `flags`.
-    ///
-    /// # Errors
-    ///
-    /// `EFAULT`; `EINVAL` for `argsz` below minsz, an unknown flag, or
-    /// GET_DIRTY_BITMAP combined with ALL or VADDR.
-    pub(crate) fn read(arg: c_ulong) -> Result<Self> {
-        let b: [u8; Self::MINSZ] = read_head(arg)?;
-        let (argsz, flags) = (u32_at(&b, 0), u32_at(&b, 4));
-        let dirty = bindings::VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP;
-        let known = dirty | bindings::VFIO_DMA_UNMAP_FLAG_VADDR | bindings::VFIO_DMA_UNMAP_FLAG_ALL;
-        if (argsz as usize) < Self::MINSZ || flags & !known != 0 {
-            return Err(EINVAL);
-        }
-        if flags & dirty != 0
-            && flags & (bindings::VFIO_DMA_UNMAP_FLAG_ALL | bindings::VFIO_DMA_UNMAP_FLAG_VADDR)
-                != 0
-        {
-            return Err(EINVAL);
-        }
-        let (iova, size) = (u64_at(&b, 8), u64_at(&b, 16));
-        let mut bitmap = None;
-        if flags & dirty != 0 {
-            if (argsz as usize) < Self::MINSZ + 24 {
-                return Err(EINVAL);
-            }
-            let mut raw = [0u8; 24];
-            UserSlice::new(UserPtr::from_addr(arg + Self::MINSZ), 24)
-                .reader()
-                .read_slice(&mut raw)?;
-            let bm = UserBitmap::from_bytes(&raw);
-            bm.validate(size)?;
-            bitmap = Some(bm);
-        }
-        Ok(Self {
-            argsz,
-            flags,
-            iova,
-            size,
-            bitmap,
-        })
-    }
-
-    /// Writes the struct back with `size` = bytes unmapped.
-    ///
-    /// # Errors
-    ///
-    /// `EFAULT`.
-    pub(crate) fn write_back(&self, arg: c_ulong, unmapped: u64) -> Result {
-        let mut b = [0u8; Self::MINSZ];
-        b[0..4].copy_from_slice(&self.argsz.to_ne_bytes());
-        b[4..8].copy_from_slice(&self.flags.to_ne_bytes());
-        b[8..16].copy_from_slice(&self.iova.to_ne_bytes());
-        b[16..24].copy_from_slice(&unmapped.to_ne_bytes());
-        UserSlice::new(UserPtr::from_addr(arg), Self::MINSZ)
-            .writer()
-            .write_slice(&b)
-    }
-}
-
-/// `VFIO_IOMMU_GET_INFO`'s reply: `struct vfio_iommu_type1_info` followed
-/// by a capability chain.
-pub(crate) struct InfoReply {
-    caps: KVec<u8>,
-    /// Offset of the last capability header in `caps`, to link the next.
-    last: Option<usize>,
-}
-
-impl InfoReply {
-    /// sizeof(struct vfio_iommu_type1_info).
-    const INFO_SIZE: usize = 24;
+impl InfoRequest {
     /// offsetofend(struct vfio_iommu_type1_info, iova_pgsizes).
-    const MINSZ: usize = 16;
+    const MINSZ: usize = offset_of!(InfoRaw, cap_offset);
 
-    pub(crate) fn new() -> Self {
-        Self {
-            caps: KVec::new(),
-            last: None,
-        }
-    }
-
-    /// Appends a capability: header `{id, version, next}` then `body`,
-    /// padded to 8 bytes, linked from the previous one.
-    ///
-    /// # Errors
-    ///
-    /// `ENOMEM`.
-    pub(crate) fn add_cap(&mut self, id: u32, version: u16, body: &[u8]) -> Result {
-        let off = self.caps.len();
-        let len = (8 + body.len()).next_multiple_of(8);
-        self.caps.resize(off + len, 0, GFP_KERNEL)?;
-        self.caps[off..off + 2].copy_from_slice(&(id as u16).to_ne_bytes());
-        self.caps[off + 2..off + 4].copy_from_slice(&version.to_ne_bytes());
-        self.caps[off + 8..off + 8 + body.len()].copy_from_slice(body);
-        if let Some(prev) = self.last {
-            // `next` is relative to the info struct's start: the chain is
-            // placed right after it.
-            let next = (off + Self::INFO_SIZE) as u32;
-            self.caps[prev + 4..prev + 8].copy_from_slice(&next.to_ne_bytes());
-        }
-        self.last = Some(off);
-        Ok(())
-    }
-
-    /// Reads the caller's `argsz`, then writes the reply as the C module
-    /// does: the chain only if it fits (else `argsz` says how much is
-    /// needed), and at most `argsz` bytes of the fixed struct.
+    /// Copies the request's minsz bytes in.
     ///
     /// # Errors
     ///
     /// `EFAULT`; `EINVAL` for `argsz` below minsz.
-    pub(crate) fn write(&self, arg: c_ulong, flags: u32, pgsizes: u64) -> Result {
-        let head: [u8; Self::MINSZ] = read_head(arg)?;
-        let argsz = u32_at(&head, 0);
-        if (argsz as usize) < Self::MINSZ {
+    pub(crate) fn read(arg: usize) -> Result<Self> {
+        let head: InfoHeadRaw = read_user(arg)?;
+        if (head.argsz as usize) < Self::MINSZ {
             return Err(EINVAL);
         }
-        let mut info = [0u8; Self::INFO_SIZE];
-        let mut flags = flags;
-        let mut out_argsz = argsz;
-        let mut cap_offset = 0u32;
-        let user = UserPtr::from_addr(arg);
+        Ok(Self { argsz: head.argsz })
+    }
+}
+
+/// What `VFIO_IOMMU_GET_INFO` reports, packed as the C module packs it.
+pub(crate) struct InfoReply {
+    pgsizes: u64,
+    /// The capability chain, as it follows `struct vfio_iommu_type1_info`.
+    caps: KVec<u8>,
+    /// Offset in `caps` of the last capability, to link the next one.
+    last: Option<usize>,
+}
+
+impl InfoReply {
+    /// The reply for a container with page sizes `pgsizes` (the smallest
+    /// is the dirty-tracking granularity), `dma_avail` more mappings
+    /// allowed and the valid IOVA `ranges` (no capability when empty): the
+    /// chain is MIGRATION, DMA_AVAIL, then IOVA_RANGE, as in C.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM`.
+    pub(crate) fn new(pgsizes: u64, dma_avail: u32, ranges: &[IovaRange]) -> Result<Self> {
+        let mut reply = Self {
+            pgsizes,
+            caps: KVec::new(),
+            last: None,
+        };
+        let min_pgsize = 1u64.checked_shl(pgsizes.trailing_zeros()).unwrap_or(0);
+        reply.add_cap(&CapMigration {
+            header: CapHeader::new(bindings::VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, 1),
+            pgsize_bitmap: min_pgsize,
+            max_dirty_bitmap_size: crate::dirty::BITMAP_SIZE_MAX,
+            ..Default::default()
+        })?;
+        reply.add_cap(&CapDmaAvail {
+            header: CapHeader::new(bindings::VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1),
+            avail: dma_avail,
+        })?;
+        if !ranges.is_empty() {
+            reply.add_iova_ranges(ranges)?;
+        }
+        Ok(reply)
+    }
+
+    fn add_iova_ranges(&mut self, ranges: &[IovaRange]) -> Result {
+        let head = CapIovaRangeHead {
+            header: CapHeader::new(bindings::VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1),
+            nr_iovas: u32::try_from(ranges.len()).map_err(|_| EINVAL)?,
+            reserved: 0,
+        };
+        let mut body = KVec::new();
+        body.extend_from_slice(head.as_bytes(), GFP_KERNEL)?;
+        for r in ranges {
+            let raw = IovaRangeRaw {
+                start: r.start(),
+                end: r.last(),
+            };
+            body.extend_from_slice(raw.as_bytes(), GFP_KERNEL)?;
+        }
+        self.push_cap(&body)
+    }
+
+    fn add_cap<T: AsBytes>(&mut self, cap: &T) -> Result {
+        self.push_cap(cap.as_bytes())
+    }
+
+    /// Appends one capability (header included), padded to 8 bytes, and
+    /// links the previous one's `next` to it. `next` counts from the start
+    /// of the info struct, which the chain follows.
+    fn push_cap(&mut self, cap: &[u8]) -> Result {
+        let off = self.caps.len();
+        let len = cap.len().next_multiple_of(8);
+        let end = off.checked_add(len).ok_or(ENOMEM)?;
+        let prev = self.last.replace(off);
+        self.caps.resize(end, 0, GFP_KERNEL)?;
+        self.caps
+            .get_mut(off..)
+            .and_then(|b| b.get_mut(..cap.len()))
+            .ok_or(EINVAL)?
+            .copy_from_slice(cap);
+        if let Some(prev) = prev {
+            let next =
+                u32::try_from(off.saturating_add(size_of::<InfoRaw>())).map_err(|_| EINVAL)?;
+            let at = prev.saturating_add(offset_of!(CapHeader, next));
+            self.caps
+                .get_mut(at..at.saturating_add(4))
+                .ok_or(EINVAL)?
+                .copy_from_slice(&next.to_ne_bytes());
+        }
+        Ok(())
+    }
+
+    /// Writes the reply as the C module does: the chain only if it fits in
+    /// `argsz` (else `argsz` says how much is needed), and at most `argsz`
+    /// bytes of the fixed struct.
+    ///
+    /// # Errors
+    ///
+    /// `EFAULT`.
+    pub(crate) fn write(&self, arg: usize, req: &InfoRequest) -> Result {
+        let mut info = InfoRaw {
+            argsz: req.argsz,
+            flags: bindings::VFIO_IOMMU_INFO_PGSIZES,
+            iova_pgsizes: self.pgsizes,
+            ..Default::default()
+        };
         if !self.caps.is_empty() {
-            flags |= bindings::VFIO_IOMMU_INFO_CAPS;
-            let needed = Self::INFO_SIZE + self.caps.len();
-            if (argsz as usize) < needed {
-                out_argsz = needed as u32;
+            info.flags |= bindings::VFIO_IOMMU_INFO_CAPS;
+            let needed = size_of::<InfoRaw>().saturating_add(self.caps.len());
+            if (req.argsz as usize) < needed {
+                info.argsz = u32::try_from(needed).map_err(|_| EINVAL)?;
             } else {
-                UserSlice::new(user.wrapping_byte_add(Self::INFO_SIZE), self.caps.len())
-                    .writer()
-                    .write_slice(&self.caps)?;
-                cap_offset = Self::INFO_SIZE as u32;
+                UserSlice::new(
+                    UserPtr::from_addr(user_addr(arg, size_of::<InfoRaw>())?),
+                    self.caps.len(),
+                )
+                .writer()
+                .write_slice(&self.caps)?;
+                info.cap_offset = size_of::<InfoRaw>() as u32;
             }
         }
-        info[0..4].copy_from_slice(&out_argsz.to_ne_bytes());
-        info[4..8].copy_from_slice(&flags.to_ne_bytes());
-        info[8..16].copy_from_slice(&pgsizes.to_ne_bytes());
-        info[16..20].copy_from_slice(&cap_offset.to_ne_bytes());
-        let n = (argsz as usize).min(Self::INFO_SIZE);
-        UserSlice::new(user, n).writer().write_slice(&info[..n])
+        let n = (req.argsz as usize).min(size_of::<InfoRaw>());
+        write_user(arg, &info, n)
+    }
+}
+
+impl CapHeader {
+    fn new(id: u32, version: u16) -> Self {
+        Self {
+            // Capability ids are small constants.
+            id: id as u16,
+            version,
+            next: 0,
+        }
     }
 }
 

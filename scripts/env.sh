@@ -34,3 +34,16 @@ kernel_src() {
   d=$(cat "$SRC_DIR/.current" 2>/dev/null) || return 1
   [ -d "$d" ] && printf '%s\n' "$d"
 }
+
+# Make variables for building against the test kernel of (ARCH, FLAVOUR),
+# one word each: the arch, its cross compiler, and for the debug flavour
+# clang-19 (the kernel allows KASAN beside Rust only when C is built by
+# clang; bookworm ships clang-19).
+kmake_vars() {
+  case $1 in
+    x86_64) echo ARCH=x86_64 ;;
+    arm64) echo ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- ;;
+    *) die "unknown arch '$1' (x86_64 or arm64)" ;;
+  esac
+  [ "${2:-normal}" != debug ] || echo LLVM=-19
+}
