@@ -6,12 +6,12 @@
 //! `container/dma.rs`, dirty tracking in `dirty.rs`, emulated devices in
 //! `emulated.rs`.
 //!
-//! Lock order: `Container::devices`, then `Container::inner`, then (inside
+//! Lock order: `Container::devices` (emulated/devices.rs), then
+//! `Container::inner`, then (inside
 //! the iommu core and GUP) the iommu group mutex and the mm's `mmap_lock`.
 //! Nothing here is called with a spinlock held.
 
 use core::sync::atomic::AtomicU32;
-use core::sync::atomic::AtomicUsize;
 use core::sync::atomic::Ordering;
 
 use kernel::new_mutex;
@@ -23,7 +23,7 @@ use kernel::sync::Mutex;
 use crate::bindings;
 use crate::domain::Domain;
 use crate::domain::GroupRef;
-use crate::emulated::DeviceRef;
+use crate::emulated::devices::Devices;
 use crate::iova::IovaRange;
 use crate::iova::ValidRanges;
 use crate::mapping::Mappings;
@@ -52,14 +52,9 @@ pub(crate) struct Container {
     id: u32,
     /// v1 or v2 semantics, fixed at `VFIO_SET_IOMMU`.
     iommu_type: IommuType,
-    /// Emulated devices to tell about unmaps. Taken before `inner`, never
-    /// with it held, and held while their `dma_unmap` runs.
+    /// Emulated devices to tell about unmaps (see its lock order).
     #[pin]
-    pub(crate) devices: Mutex<KVec<DeviceRef>>,
-    /// How many devices `devices` holds, for `pin_pages`: drivers call it
-    /// with their own lock held, the one their `dma_unmap` takes, so it
-    /// must not wait for `devices`.
-    pub(crate) ndevices: AtomicUsize,
+    pub(crate) devices: Devices,
     #[pin]
     pub(crate) inner: Mutex<ContainerInner>,
 }
@@ -83,7 +78,10 @@ pub(crate) struct ContainerInner {
 impl ContainerInner {
     /// The smallest page size: the alignment every map and unmap needs.
     pub(crate) fn min_pgsize(&self) -> u64 {
-        1u64 << self.pgsize_bitmap.trailing_zeros()
+        // Domains that share no page size would leave an empty bitmap (C's
+        // __ffs(0) is undefined there); fall back to PAGE_SIZE.
+        1u64.checked_shl(self.pgsize_bitmap.trailing_zeros())
+            .unwrap_or(PAGE_SIZE as u64)
     }
 
     fn update_pgsize_bitmap(&mut self) {
@@ -176,8 +174,7 @@ impl Container {
                     },
                     "Container::inner"
                 ),
-                devices <- new_mutex!(KVec::new(), "Container::devices"),
-                ndevices: AtomicUsize::new(0),
+                devices <- Devices::new(),
             }),
             GFP_KERNEL,
         )

@@ -56,8 +56,7 @@ impl fmt::Debug for View {
 /// Writes `c`'s topology: domains and their groups and devices, emulated
 /// groups, mappings.
 fn describe(c: &Container, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    // Lock order: `devices` before `inner`.
-    let ndev = c.devices.lock().len();
+    let ndev = c.devices.count();
     let inner = c.inner.lock();
     writeln!(
         f,

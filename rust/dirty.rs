@@ -15,63 +15,15 @@ use kernel::prelude::*;
 use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
-use crate::bindings;
 use crate::container::Container;
 use crate::container::ContainerInner;
 use crate::iova::IovaRange;
 use crate::mapping::Mapping;
 use crate::uapi::DirtyPages;
-
-/// Most pages one mapping's bitmap may describe (`INT_MAX`, as the C module).
-pub(crate) const BITMAP_PAGES_MAX: u64 = i32::MAX as u64;
-
-/// Largest user bitmap accepted, in bytes: `BITMAP_PAGES_MAX` bits rounded
-/// up to u64 words.
-pub(crate) const BITMAP_SIZE_MAX: u64 = BITMAP_PAGES_MAX.next_multiple_of(64) / 8;
-
-/// `struct vfio_bitmap`: where the user wants the bits.
-#[derive(Clone, Copy)]
-pub(crate) struct UserBitmap {
-    pub(crate) pgsize: u64,
-    pub(crate) size: u64,
-    pub(crate) data: u64,
-}
+use crate::uapi::UserBitmap;
+use crate::uapi::BITMAP_PAGES_MAX;
 
 impl UserBitmap {
-    /// The user's `struct vfio_bitmap`, not yet validated.
-    pub(crate) fn new(pgsize: u64, size: u64, data: u64) -> Self {
-        Self { pgsize, size, data }
-    }
-
-    /// The checks done before taking the container lock: the buffer is a
-    /// user range, and it is large enough (and not absurdly large) for
-    /// `size` bytes of IOVA at `pgsize` granularity.
-    ///
-    /// # Errors
-    ///
-    /// `EINVAL`.
-    pub(crate) fn validate(&self, size: u64) -> Result {
-        // SAFETY: only compares the range against the user address limit.
-        if !unsafe { bindings::vfio_rs_access_ok(self.data as c_ulong, self.size as c_ulong) } {
-            return Err(EINVAL);
-        }
-        // `__ffs(0)` is undefined in C; every such request fails later
-        // anyway (pgsize must equal the IOMMU page size), so fail here.
-        if self.pgsize == 0 {
-            return Err(EINVAL);
-        }
-        let npages = size >> self.pgsize.trailing_zeros();
-        // Bytes needed for `npages` bits in u64 words. The C module's
-        // DIRTY_BITMAP_BYTES() wraps to 0 past 2^64 - 64 pages; every such
-        // request (an unaligned `size` at a `pgsize` of 1) fails its later
-        // alignment checks with EINVAL, so failing here is the same answer.
-        let needed = npages.checked_next_multiple_of(64).ok_or(EINVAL)? / 8;
-        if npages == 0 || self.size == 0 || self.size > BITMAP_SIZE_MAX || self.size < needed {
-            return Err(EINVAL);
-        }
-        Ok(())
-    }
-
     /// Writes `mapping`'s dirty bits (`src`, one bit per page; `None`: every
     /// page) into the user bitmap, whose bit 0 is the page at `base`. Words
     /// wholly covered are written; a first word shared with what comes
@@ -219,15 +171,7 @@ impl ContainerInner {
             return Err(EINVAL);
         }
         // The range must not bisect a mapping.
-        let cut_start = self
-            .mappings
-            .find(range.start())
-            .is_some_and(|m| m.range.start() != range.start());
-        let cut_end = self
-            .mappings
-            .find(range.last())
-            .is_some_and(|m| m.range.last() != range.last());
-        if cut_start || cut_end {
+        if self.mappings.tree().bisects(range) {
             return Err(EINVAL);
         }
         let pgshift = pgsize.trailing_zeros();
@@ -351,6 +295,7 @@ mod tests {
 
     #[test]
     fn bitmap_size_limits() {
+        use crate::uapi::BITMAP_SIZE_MAX;
         assert_eq!(BITMAP_SIZE_MAX, 0x1000_0000);
     }
 }

@@ -9,13 +9,8 @@
 //! pinned for a device cost nothing more; without one, each such page is
 //! charged to the mapping's owner.
 //!
-//! Lock order: `Container::devices`, then the driver's own lock (its
-//! `dma_unmap` runs with `devices` held and `inner` released, and answers
-//! with `unpin_pages`), then `Container::inner`. Drivers call `pin_pages`
-//! holding the lock their `dma_unmap` takes, so `pin_pages` never waits for
-//! `devices`.
-
-use core::sync::atomic::Ordering;
+//! The registered devices and their `dma_unmap` notices are in
+//! `emulated/devices.rs` (see its lock order).
 
 use kernel::page::PAGE_SHIFT;
 use kernel::page::PAGE_SIZE;
@@ -28,11 +23,15 @@ use crate::bindings;
 use crate::container::Container;
 use crate::container::ContainerInner;
 use crate::iova::IovaRange;
+use crate::pin::memlock_limit;
 use crate::pin::Owner;
+use crate::pin::PinnedPage;
+
+pub(crate) mod devices;
 
 /// One page pinned for emulated devices, shared by all their pins of it.
 struct ExternalPin {
-    pfn: usize,
+    page: PinnedPage,
     refs: u32,
 }
 
@@ -40,8 +39,8 @@ struct ExternalPin {
 ///
 /// # Invariants
 ///
-/// Each entry holds one long-term pin on `pfn`; when `charged`, each entry
-/// is also one page of the owner's `locked_vm`.
+/// Each entry holds one pinned page; when `charged`, each entry is also one
+/// page of the owner's `locked_vm`.
 pub(crate) struct ExternalPins {
     pins: RBTree<u64, ExternalPin>,
     charged: bool,
@@ -88,41 +87,38 @@ impl ExternalPins {
     }
 
     /// Takes a reference on the page at `iova`, pinning it first if no
-    /// device has yet; returns its pfn.
-    pub(crate) fn get(&mut self, iova: u64, vaddr: u64, owner: &Owner) -> Result<usize> {
+    /// device has yet; returns the page.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` (also over RLIMIT_MEMLOCK), the pin's errno.
+    pub(crate) fn get(
+        &mut self,
+        iova: u64,
+        vaddr: u64,
+        owner: &Owner,
+    ) -> Result<*mut bindings::page> {
         if let Some(p) = self.pins.get_mut(&iova) {
             p.refs = p.refs.checked_add(1).ok_or(EINVAL)?;
-            return Ok(p.pfn);
+            return Ok(p.page.page());
         }
         // Allocated first, so that recording the pin cannot fail.
         let slot = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let mut pfn: c_ulong = 0;
-        // SAFETY: `mm` is held by `owner`; `pfn` is a live local.
-        let ret = unsafe {
-            bindings::vfio_rs_pin_remote_page(
-                owner.mm.as_raw().cast(),
-                vaddr as c_ulong,
-                self.writable,
-                &mut pfn,
-            )
-        };
-        kernel::error::to_result(ret)?;
+        let page = PinnedPage::pin_remote(owner, vaddr, self.writable)?;
         if self.charged {
             if let Err(e) = owner.charge(1) {
-                unpin_page(pfn as usize, false);
                 if e == ENOMEM {
-                    // SAFETY: reads current's rlimit.
-                    let limit = unsafe { bindings::vfio_rs_rlimit_memlock() };
-                    pr_warn!("pin_pages: RLIMIT_MEMLOCK ({}) exceeded\n", limit);
+                    pr_warn!("pin_pages: RLIMIT_MEMLOCK ({}) exceeded\n", memlock_limit());
                 }
+                // Dropping `page` unpins it.
                 return Err(e);
             }
         }
-        let pfn = pfn as usize;
-        // INVARIANT: one pin on `pfn`, charged if `charged`.
+        let raw = page.page();
+        // INVARIANT: one pinned page, charged if `charged`.
         self.pins
-            .insert(slot.into_node(iova, ExternalPin { pfn, refs: 1 }));
-        Ok(pfn)
+            .insert(slot.into_node(iova, ExternalPin { page, refs: 1 }));
+        Ok(raw)
     }
 
     /// Drops one reference on the page at `iova`; unpins it with the last.
@@ -132,14 +128,8 @@ impl ExternalPins {
         };
         // Each entry holds at least one reference (type invariant).
         p.refs = p.refs.saturating_sub(1);
-        if p.refs > 0 {
-            return;
-        }
-        if let Some(p) = self.pins.remove(&iova) {
-            unpin_page(p.pfn, self.writable);
-            if self.charged {
-                owner.uncharge(1);
-            }
+        if p.refs == 0 {
+            self.remove(iova, owner);
         }
     }
 
@@ -149,47 +139,15 @@ impl ExternalPins {
             let Some(iova) = self.pins.keys().next().copied() else {
                 break;
             };
-            if let Some(p) = self.pins.remove(&iova) {
-                unpin_page(p.pfn, self.writable);
-                if self.charged {
-                    owner.uncharge(1);
-                }
-            }
+            self.remove(iova, owner);
         }
     }
-}
 
-fn unpin_page(pfn: usize, dirty: bool) {
-    // SAFETY: `pfn` is a page this module pinned once.
-    unsafe { bindings::unpin_user_page_range_dirty_lock(crate::pin::pfn_to_page(pfn), 1, dirty) };
-}
-
-/// A registered emulated device (`register_device`).
-///
-/// # Invariants
-///
-/// `ptr` is a registered `vfio_device` whose ops have `dma_unmap`; vfio
-/// core unregisters it before freeing it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct DeviceRef {
-    ptr: *mut bindings::vfio_device,
-}
-
-// SAFETY: a handle; vfio core keeps the device alive while registered.
-unsafe impl Send for DeviceRef {}
-
-impl DeviceRef {
-    /// # Safety
-    ///
-    /// `ptr` is a valid `vfio_device` registered with this container.
-    pub(crate) unsafe fn new(ptr: *mut bindings::vfio_device) -> Option<Self> {
-        // SAFETY: `ptr` is valid (caller's contract).
-        unsafe { bindings::vfio_rs_device_has_dma_unmap(ptr) }.then_some(Self { ptr })
-    }
-
-    fn dma_unmap(self, iova: u64, size: u64) {
-        // SAFETY: `ptr` is registered (type invariant).
-        unsafe { bindings::vfio_rs_device_dma_unmap(self.ptr, iova, size) };
+    /// Unpins the page at `iova` (dropping its `PinnedPage`) and uncharges it.
+    fn remove(&mut self, iova: u64, owner: &Owner) {
+        if self.pins.remove(&iova).is_some() && self.charged {
+            owner.uncharge(1);
+        }
     }
 }
 
@@ -219,14 +177,14 @@ impl ContainerInner {
         // outside the mapping. Refuse it: that memory was never mapped.
         let offset = iova.checked_sub(m.range.start()).ok_or(EINVAL)?;
         let vaddr = m.vaddr.checked_add(offset).ok_or(EINVAL)?;
-        let pfn =
+        let page =
             m.external
                 .get(iova, vaddr, &m.owner)
                 .map_err(|e| if e == ENOENT { EINVAL } else { e })?;
         if tracking {
             m.mark_dirty_span(offset, 1);
         }
-        Ok(crate::pin::pfn_to_page(pfn))
+        Ok(page)
     }
 
     /// Drops one device pin of the page at `iova`; false if not mapped.
@@ -245,32 +203,6 @@ impl ContainerInner {
 }
 
 impl Container {
-    /// `register_device`: devices with a `dma_unmap` callback are told about
-    /// unmaps.
-    pub(crate) fn register_device(&self, dev: DeviceRef) {
-        // Nothing to do on allocation failure but to not notify; the C
-        // module's list cannot fail.
-        let mut devices = self.devices.lock();
-        if devices.push(dev, GFP_KERNEL).is_ok() {
-            self.ndevices.store(devices.len(), Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn unregister_device(&self, dev: DeviceRef) {
-        let mut devices = self.devices.lock();
-        devices.retain(|d| *d != dev);
-        self.ndevices.store(devices.len(), Ordering::Relaxed);
-    }
-
-    /// Calls every registered device's `dma_unmap` for `[iova, iova + size)`.
-    /// Called without `inner` held: the drivers answer with `unpin_pages`.
-    pub(crate) fn notify_unmap(&self, iova: u64, size: u64) {
-        let devices = self.devices.lock();
-        for d in devices.iter() {
-            d.dma_unmap(iova, size);
-        }
-    }
-
     /// `pin_pages`: pins the pages of `pages.len()` IOVA pages from
     /// `user_iova` for an emulated device and fills `pages`.
     ///
@@ -300,7 +232,7 @@ impl Container {
             return Err(EBUSY);
         }
         // Not `devices`: the caller may hold the lock its `dma_unmap` takes.
-        if self.ndevices.load(Ordering::Relaxed) == 0 {
+        if self.devices.count() == 0 {
             return Err(EINVAL);
         }
         let tracking = inner.dirty_tracking;
@@ -432,32 +364,10 @@ impl DmaBuf<'_> {
     ///
     /// `EFAULT` (nothing or not everything copied), `EPERM` (the mm is gone).
     fn copy(&mut self, owner: &Owner, vaddr: u64, at: usize, len: usize) -> Result {
-        let write = self.is_write();
-        let ptr = match self {
-            Self::Read(b) => b.get_mut(at..).ok_or(EINVAL)?.as_mut_ptr(),
-            // The shim only reads through the pointer when writing to user.
-            Self::Write(b) => b.get(at..).ok_or(EINVAL)?.as_ptr().cast_mut(),
-        };
-        if at.checked_add(len).is_none_or(|end| end > self.len()) {
-            return Err(EINVAL);
-        }
-        // SAFETY: `ptr[..len]` lies inside the buffer (checked above), which
-        // is borrowed for the call; the shim writes through it only when
-        // reading user memory (`Read`, a mutable borrow). `mm` is held by
-        // `owner`.
-        let copied = unsafe {
-            bindings::vfio_rs_rw_mm(
-                owner.mm.as_raw().cast(),
-                vaddr as c_ulong,
-                ptr.cast(),
-                len,
-                write,
-            )
-        };
-        match copied {
-            0 => Err(EFAULT),
-            n if n < 0 => Err(Error::from_errno(n as c_int)),
-            _ => Ok(()),
+        let end = at.checked_add(len).ok_or(EINVAL)?;
+        match self {
+            Self::Read(b) => owner.read_user(vaddr, b.get_mut(at..end).ok_or(EINVAL)?),
+            Self::Write(b) => owner.write_user(vaddr, b.get(at..end).ok_or(EINVAL)?),
         }
     }
 }

@@ -6,6 +6,8 @@
 //! range may end at `u64::MAX` without overflow.
 
 use kernel::prelude::*;
+use kernel::rbtree::RBTree;
+use kernel::rbtree::RBTreeNodeReservation;
 
 /// A non-empty IOVA range `[start, last]`.
 ///
@@ -173,6 +175,135 @@ impl ValidRanges {
     }
 }
 
+/// Something that occupies an IOVA range.
+pub(crate) trait HasRange {
+    fn range(&self) -> IovaRange;
+}
+
+impl HasRange for IovaRange {
+    fn range(&self) -> IovaRange {
+        *self
+    }
+}
+
+/// Items that occupy disjoint IOVA ranges, keyed by their first IOVA, with
+/// the lookups type1 needs (the C module's vfio_find_dma and friends).
+///
+/// # Invariants
+///
+/// Items never overlap; each is stored under `range().start()`.
+pub(crate) struct IovaTree<T> {
+    tree: RBTree<u64, T>,
+}
+
+/// A node allocated ahead, so that inserting cannot fail (e.g. before
+/// taking a lock).
+pub(crate) type IovaSlot<T> = RBTreeNodeReservation<u64, T>;
+
+impl<T: HasRange> IovaTree<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            tree: RBTree::new(),
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.tree.values()
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.tree.values_mut()
+    }
+
+    pub(crate) fn get(&self, start: u64) -> Option<&T> {
+        self.tree.get(&start)
+    }
+
+    pub(crate) fn get_mut(&mut self, start: u64) -> Option<&mut T> {
+        self.tree.get_mut(&start)
+    }
+
+    /// Adds `item`, which overlaps nothing here (checked by the caller).
+    pub(crate) fn insert(&mut self, slot: IovaSlot<T>, item: T) {
+        // INVARIANT: the caller checked that `item` overlaps nothing.
+        let start = item.range().start();
+        self.tree.insert(slot.into_node(start, item));
+    }
+
+    pub(crate) fn remove(&mut self, start: u64) -> Option<T> {
+        self.tree.remove(&start)
+    }
+
+    pub(crate) fn first_key(&self) -> Option<u64> {
+        self.tree.cursor_front().map(|c| *c.current().0)
+    }
+
+    /// The key of the item after the one at `start`.
+    pub(crate) fn next_key(&self, start: u64) -> Option<u64> {
+        let c = self.tree.cursor_lower_bound(&start)?;
+        c.peek_next().map(|(&k, _)| k)
+    }
+
+    /// The item that contains `iova`, if any.
+    pub(crate) fn find(&self, iova: u64) -> Option<&T> {
+        // The item starting at or before `iova` is the only candidate.
+        let key = match self.tree.cursor_lower_bound(&iova) {
+            Some(c) if *c.current().0 == iova => iova,
+            Some(c) => *c.peek_prev()?.0,
+            None => *self.tree.cursor_back()?.current().0,
+        };
+        self.tree.get(&key).filter(|m| iova <= m.range().last())
+    }
+
+    /// The key of the lowest item overlapping `r`.
+    pub(crate) fn first_overlapping(&self, r: &IovaRange) -> Option<u64> {
+        if let Some(m) = self.find(r.start()) {
+            return Some(m.range().start());
+        }
+        let c = self.tree.cursor_lower_bound(&r.start())?;
+        let (&start, _) = c.current();
+        (start <= r.last()).then_some(start)
+    }
+
+    /// Whether any item overlaps `r`.
+    pub(crate) fn overlaps(&self, r: &IovaRange) -> bool {
+        self.first_overlapping(r).is_some()
+    }
+
+    /// Whether `r` cuts an item: starts or ends strictly inside one (the v2
+    /// unmap and GET_BITMAP refuse that).
+    pub(crate) fn bisects(&self, r: &IovaRange) -> bool {
+        let cut_start = self
+            .find(r.start())
+            .is_some_and(|m| m.range().start() != r.start());
+        let cut_end = self
+            .find(r.last())
+            .is_some_and(|m| m.range().last() != r.last());
+        cut_start || cut_end
+    }
+
+    /// The keys an unmap of `r` acts on: from the first item overlapping
+    /// it, while they start inside it. v1 (`!v2`) also stops at an item
+    /// that starts before `r`: it unmaps only items whose first IOVA is
+    /// covered, and reports what it did.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM`.
+    pub(crate) fn covered(&self, r: &IovaRange, v2: bool) -> Result<KVec<u64>> {
+        let mut keys = KVec::new();
+        let mut next = self.first_overlapping(r);
+        while let Some(k) = next {
+            if k > r.last() || (!v2 && k < r.start()) {
+                break;
+            }
+            keys.push(k, GFP_KERNEL)?;
+            next = self.next_key(k);
+        }
+        Ok(keys)
+    }
+}
+
 #[kunit_tests(vfio_rs_iova)]
 mod tests {
     use super::*;
@@ -203,6 +334,58 @@ mod tests {
         assert_eq!(v.ranges(), &[r(0x1000, 0xefff_ffff)]);
         assert!(v.allows(&r(0x1000, 0x1fff)));
         assert!(!v.allows(&r(0xefff_f000, 0xf000_0fff)));
+        Ok(())
+    }
+
+    fn tree() -> Result<IovaTree<IovaRange>> {
+        let mut t = IovaTree::new();
+        for item in [r(0x1000, 0x1fff), r(0x3000, 0x4fff), r(0x6000, 0x6fff)] {
+            t.insert(IovaSlot::new(GFP_KERNEL)?, item);
+        }
+        Ok(t)
+    }
+
+    #[test]
+    fn tree_find_and_overlap() -> Result {
+        let t = tree()?;
+        assert_eq!(t.find(0x3fff), Some(&r(0x3000, 0x4fff)));
+        assert_eq!(t.find(0x2000), None);
+        assert_eq!(t.find(0), None);
+        assert_eq!(t.find(u64::MAX), None);
+        assert_eq!(t.first_overlapping(&r(0x2000, 0x3000)), Some(0x3000));
+        assert_eq!(t.first_overlapping(&r(0x1800, 0x7000)), Some(0x1000));
+        assert_eq!(t.first_overlapping(&r(0x7000, u64::MAX)), None);
+        assert_eq!(t.next_key(0x3000), Some(0x6000));
+        assert_eq!(t.next_key(0x6000), None);
+        Ok(())
+    }
+
+    #[test]
+    fn tree_covered_v1_v2() -> Result {
+        let t = tree()?;
+        // v2 takes every item starting inside the range.
+        assert_eq!(
+            &t.covered(&r(0x1000, 0x6fff), true)?[..],
+            &[0x1000, 0x3000, 0x6000]
+        );
+        assert_eq!(
+            &t.covered(&r(0x1800, 0x6fff), true)?[..],
+            &[0x1000, 0x3000, 0x6000]
+        );
+        // v1 stops at an item that starts before the range.
+        assert!(t.covered(&r(0x1800, 0x6fff), false)?.is_empty());
+        assert_eq!(&t.covered(&r(0x2000, 0x5fff), false)?[..], &[0x3000]);
+        Ok(())
+    }
+
+    #[test]
+    fn tree_bisects() -> Result {
+        let t = tree()?;
+        assert!(!t.bisects(&r(0x1000, 0x4fff)));
+        assert!(!t.bisects(&r(0x2000, 0x2fff)));
+        assert!(t.bisects(&r(0x1800, 0x4fff)));
+        assert!(t.bisects(&r(0x1000, 0x3fff)));
+        assert!(!t.bisects(&r(0, u64::MAX)));
         Ok(())
     }
 

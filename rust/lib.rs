@@ -231,8 +231,8 @@ extern "C" fn vfio_rs_register_device(iommu_data: *mut c_void, vdev: *mut bindin
     // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
     let c = unsafe { container(iommu_data) };
     // SAFETY: vfio core passes a registered, valid device.
-    if let Some(d) = unsafe { emulated::DeviceRef::new(vdev) } {
-        c.register_device(d);
+    if let Some(d) = unsafe { emulated::devices::DeviceRef::new(vdev) } {
+        c.devices.register(d);
     }
 }
 
@@ -242,8 +242,8 @@ extern "C" fn vfio_rs_unregister_device(iommu_data: *mut c_void, vdev: *mut bind
     // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
     let c = unsafe { container(iommu_data) };
     // SAFETY: as in `vfio_rs_register_device`.
-    if let Some(d) = unsafe { emulated::DeviceRef::new(vdev) } {
-        c.unregister_device(d);
+    if let Some(d) = unsafe { emulated::devices::DeviceRef::new(vdev) } {
+        c.devices.unregister(d);
     }
 }
 

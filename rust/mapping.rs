@@ -7,16 +7,16 @@
 //! what it pins (`PinnedPages`), as iommufd keeps `iopt_area` apart from
 //! `iopt_pages`.
 
-use kernel::rbtree::RBTree;
-use kernel::rbtree::RBTreeNodeReservation;
-
 use kernel::alloc::KVVec;
 use kernel::page::PAGE_SHIFT;
 use kernel::prelude::*;
 
 use crate::bindings;
 use crate::emulated::ExternalPins;
+use crate::iova::HasRange;
 use crate::iova::IovaRange;
+use crate::iova::IovaSlot;
+use crate::iova::IovaTree;
 use crate::pin::Owner;
 use crate::pin::PinnedPages;
 
@@ -218,19 +218,25 @@ fn set_bit(words: &mut [u64], bit: u64) {
 /// `avail + len(tree)` is the `dma_entry_limit` of the time of creation;
 /// `vaddr_invalid` counts the mappings whose vaddr is invalid.
 pub(crate) struct Mappings {
-    tree: RBTree<u64, Mapping>,
+    tree: IovaTree<Mapping>,
     avail: u32,
     vaddr_invalid: u32,
 }
 
 /// A tree node allocated before taking the container lock.
-pub(crate) type MappingSlot = RBTreeNodeReservation<u64, Mapping>;
+pub(crate) type MappingSlot = IovaSlot<Mapping>;
+
+impl HasRange for Mapping {
+    fn range(&self) -> IovaRange {
+        self.range
+    }
+}
 
 impl Mappings {
     /// No mappings; at most `limit` may exist at once.
     pub(crate) fn new(limit: u32) -> Self {
         Self {
-            tree: RBTree::new(),
+            tree: IovaTree::new(),
             avail: limit,
             vaddr_invalid: 0,
         }
@@ -249,7 +255,7 @@ impl Mappings {
 
     /// Marks the vaddr of the mapping at `start` invalid.
     pub(crate) fn invalidate_vaddr(&mut self, start: u64) {
-        if let Some(m) = self.tree.get_mut(&start) {
+        if let Some(m) = self.tree.get_mut(start) {
             if !m.vaddr_invalid {
                 m.vaddr_invalid = true;
                 // Cannot overflow: at most `u32::MAX` mappings exist.
@@ -264,7 +270,7 @@ impl Mappings {
     ///
     /// `ENOMEM` if the new owner cannot be charged the pinned pages.
     pub(crate) fn update_vaddr(&mut self, start: u64, vaddr: u64, owner: Owner) -> Result {
-        let Some(m) = self.tree.get_mut(&start) else {
+        let Some(m) = self.tree.get_mut(start) else {
             return Err(ENOENT);
         };
         if let Some(p) = m.pinned.as_mut() {
@@ -280,38 +286,41 @@ impl Mappings {
         Ok(())
     }
 
+    /// The mappings, in IOVA order, and the lookups of [`IovaTree`].
+    pub(crate) fn tree(&self) -> &IovaTree<Mapping> {
+        &self.tree
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Mapping> {
-        self.tree.values()
+        self.tree.iter()
     }
 
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Mapping> {
-        self.tree.values_mut()
+        self.tree.iter_mut()
     }
 
-    /// The mapping that contains `iova`, if any.
+    pub(crate) fn get(&self, start: u64) -> Option<&Mapping> {
+        self.tree.get(start)
+    }
+
+    pub(crate) fn get_mut(&mut self, start: u64) -> Option<&mut Mapping> {
+        self.tree.get_mut(start)
+    }
+
     pub(crate) fn find(&self, iova: u64) -> Option<&Mapping> {
-        // The mapping starting at or before `iova` is the only candidate.
-        let key = match self.tree.cursor_lower_bound(&iova) {
-            Some(c) if *c.current().0 == iova => iova,
-            Some(c) => *c.peek_prev()?.0,
-            None => *self.tree.cursor_back()?.current().0,
-        };
-        self.tree.get(&key).filter(|m| iova <= m.range.last())
+        self.tree.find(iova)
     }
 
-    /// Whether any mapping overlaps `r`.
-    pub(crate) fn overlaps(&self, r: &IovaRange) -> bool {
-        self.first_overlapping(r).is_some()
-    }
-
-    /// The key of the lowest mapping overlapping `r`.
     pub(crate) fn first_overlapping(&self, r: &IovaRange) -> Option<u64> {
-        if let Some(m) = self.find(r.start()) {
-            return Some(m.range.start());
-        }
-        let c = self.tree.cursor_lower_bound(&r.start())?;
-        let (&start, _) = c.current();
-        (start <= r.last()).then_some(start)
+        self.tree.first_overlapping(r)
+    }
+
+    pub(crate) fn overlaps(&self, r: &IovaRange) -> bool {
+        self.tree.overlaps(r)
+    }
+
+    pub(crate) fn first_key(&self) -> Option<u64> {
+        self.tree.first_key()
     }
 
     /// Adds `m`, which overlaps no mapping and has its vaddr valid; the
@@ -320,32 +329,13 @@ impl Mappings {
         // INVARIANT: one more mapping, one less available (`avail > 0` was
         // checked by the caller); a new mapping's vaddr is valid.
         self.avail = self.avail.saturating_sub(1);
-        let start = m.range.start();
-        self.tree.insert(slot.into_node(start, m));
-    }
-
-    pub(crate) fn get_mut(&mut self, start: u64) -> Option<&mut Mapping> {
-        self.tree.get_mut(&start)
-    }
-
-    pub(crate) fn get(&self, start: u64) -> Option<&Mapping> {
-        self.tree.get(&start)
-    }
-
-    /// The key of the next mapping after the one at `start`.
-    pub(crate) fn next_key(&self, start: u64) -> Option<u64> {
-        let c = self.tree.cursor_lower_bound(&start)?;
-        c.peek_next().map(|(&k, _)| k)
-    }
-
-    pub(crate) fn first_key(&self) -> Option<u64> {
-        self.tree.cursor_front().map(|c| *c.current().0)
+        self.tree.insert(slot, m);
     }
 
     /// Takes the mapping at `start` out; dropping it unpins and unaccounts,
     /// so the caller unmaps it from every domain first.
     pub(crate) fn remove(&mut self, start: u64) -> Option<Mapping> {
-        let m = self.tree.remove(&start)?;
+        let m = self.tree.remove(start)?;
         // INVARIANT: one mapping less; it no longer counts as invalid.
         // Neither can overflow (type invariant).
         self.avail = self.avail.saturating_add(1);

@@ -86,6 +86,101 @@ impl Owner {
     }
 }
 
+/// The caller's RLIMIT_MEMLOCK, in bytes, for warnings.
+pub(crate) fn memlock_limit() -> c_ulong {
+    // SAFETY: reads current's rlimit; no preconditions.
+    unsafe { bindings::vfio_rs_rlimit_memlock() }
+}
+
+impl Owner {
+    /// Copies `buf.len()` bytes from the owner's memory at `vaddr` (from
+    /// its own process or a kernel thread).
+    ///
+    /// # Errors
+    ///
+    /// `EFAULT` (not everything copied, or another process), `EPERM` (the
+    /// mm is gone).
+    pub(crate) fn read_user(&self, vaddr: u64, buf: &mut [u8]) -> Result {
+        self.copy(vaddr, buf.as_mut_ptr(), buf.len(), false)
+    }
+
+    /// Copies `buf` to the owner's memory at `vaddr`; errors as `read_user`.
+    pub(crate) fn write_user(&self, vaddr: u64, buf: &[u8]) -> Result {
+        // The shim only reads through the pointer when writing to user.
+        self.copy(vaddr, buf.as_ptr().cast_mut(), buf.len(), true)
+    }
+
+    fn copy(&self, vaddr: u64, data: *mut u8, len: usize, write: bool) -> Result {
+        // SAFETY: `data[..len]` is a live buffer borrowed by the caller (a
+        // mutable borrow when the shim writes to it, i.e. `!write`); `mm`
+        // is held by this owner.
+        let copied = unsafe {
+            bindings::vfio_rs_rw_mm(
+                self.mm.as_raw().cast(),
+                vaddr as c_ulong,
+                data.cast(),
+                len,
+                write,
+            )
+        };
+        match copied {
+            0 => Err(EFAULT),
+            n if n < 0 => Err(Error::from_errno(n as c_int)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One user page pinned long-term on its own (for an emulated device);
+/// unpinned on drop, marked dirty if it was pinned writable.
+///
+/// # Invariants
+///
+/// `pfn` holds one long-term pin taken by `pin_remote`.
+pub(crate) struct PinnedPage {
+    pfn: usize,
+    writable: bool,
+}
+
+impl PinnedPage {
+    /// Pins the page at `vaddr` of the owner's mm, from any context.
+    ///
+    /// # Errors
+    ///
+    /// `ENODEV` (the mm is gone), `EINVAL` (a VM_PFNMAP address: no struct
+    /// page to hand out), GUP's errno.
+    pub(crate) fn pin_remote(owner: &Owner, vaddr: u64, writable: bool) -> Result<Self> {
+        let mut pfn: c_ulong = 0;
+        // SAFETY: `mm` is held by `owner`; `pfn` is a live local.
+        let ret = unsafe {
+            bindings::vfio_rs_pin_remote_page(
+                owner.mm.as_raw().cast(),
+                vaddr as c_ulong,
+                writable,
+                &mut pfn,
+            )
+        };
+        kernel::error::to_result(ret)?;
+        // INVARIANT: the shim took one long-term pin on `pfn`.
+        Ok(Self {
+            pfn: pfn as usize,
+            writable,
+        })
+    }
+
+    /// The pinned page, for the driver.
+    pub(crate) fn page(&self) -> *mut bindings::page {
+        pfn_to_page(self.pfn)
+    }
+}
+
+impl Drop for PinnedPage {
+    fn drop(&mut self) {
+        // SAFETY: `pfn` holds our pin (type invariant), given back once.
+        unsafe { bindings::unpin_user_page_range_dirty_lock(self.page(), 1, self.writable) };
+    }
+}
+
 /// How many `struct page *` one GUP call fills: one page of pointers.
 pub(crate) const BATCH_PAGES: usize = PAGE_SIZE / core::mem::size_of::<*mut bindings::page>();
 
@@ -231,9 +326,7 @@ impl PinnedPages {
                 unsafe { bindings::unpin_user_page_range_dirty_lock(p, 1, false) };
             }
             if err == ENOMEM {
-                // SAFETY: reads current's rlimit.
-                let limit = unsafe { bindings::vfio_rs_rlimit_memlock() };
-                pr_warn!("map: RLIMIT_MEMLOCK ({}) exceeded\n", limit);
+                pr_warn!("map: RLIMIT_MEMLOCK ({}) exceeded\n", memlock_limit());
             }
             return Err(err);
         }

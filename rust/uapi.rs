@@ -21,7 +21,6 @@ use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
 use crate::bindings;
-use crate::dirty::UserBitmap;
 use crate::iova::IovaRange;
 use crate::mapping::Prot;
 
@@ -151,6 +150,62 @@ fn write_user<T: AsBytes>(addr: usize, v: &T, len: usize) -> Result {
 /// cannot be accessed (`copy_from_user` would fail the same way).
 fn user_addr(arg: usize, off: usize) -> Result<usize> {
     arg.checked_add(off).ok_or(EFAULT)
+}
+
+/// Most pages one mapping's bitmap may describe (`INT_MAX`, as the C module).
+pub(crate) const BITMAP_PAGES_MAX: u64 = i32::MAX as u64;
+
+/// Largest user bitmap accepted, in bytes: `BITMAP_PAGES_MAX` bits rounded
+/// up to u64 words.
+pub(crate) const BITMAP_SIZE_MAX: u64 = BITMAP_PAGES_MAX.next_multiple_of(64) / 8;
+
+/// `struct vfio_bitmap`: where the user wants the bits.
+#[derive(Clone, Copy)]
+pub(crate) struct UserBitmap {
+    pub(crate) pgsize: u64,
+    pub(crate) size: u64,
+    pub(crate) data: u64,
+}
+
+impl UserBitmap {
+    /// The user's `struct vfio_bitmap`, not yet validated.
+    pub(crate) fn new(pgsize: u64, size: u64, data: u64) -> Self {
+        Self { pgsize, size, data }
+    }
+
+    /// The checks done before taking the container lock: the buffer is a
+    /// user range, and it is large enough (and not absurdly large) for
+    /// `size` bytes of IOVA at `pgsize` granularity.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL`.
+    pub(crate) fn validate(&self, size: u64) -> Result {
+        if !user_range_ok(self.data, self.size) {
+            return Err(EINVAL);
+        }
+        // `__ffs(0)` is undefined in C; every such request fails later
+        // anyway (pgsize must equal the IOMMU page size), so fail here.
+        if self.pgsize == 0 {
+            return Err(EINVAL);
+        }
+        let npages = size >> self.pgsize.trailing_zeros();
+        // Bytes needed for `npages` bits in u64 words. The C module's
+        // DIRTY_BITMAP_BYTES() wraps to 0 past 2^64 - 64 pages; every such
+        // request (an unaligned `size` at a `pgsize` of 1) fails its later
+        // alignment checks with EINVAL, so failing here is the same answer.
+        let needed = npages.checked_next_multiple_of(64).ok_or(EINVAL)? / 8;
+        if npages == 0 || self.size == 0 || self.size > BITMAP_SIZE_MAX || self.size < needed {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+}
+
+/// Whether `[addr, addr + size)` is a user address range (`access_ok`).
+fn user_range_ok(addr: u64, size: u64) -> bool {
+    // SAFETY: only compares the range against the user address limit.
+    unsafe { bindings::vfio_rs_access_ok(addr as c_ulong, size as c_ulong) }
 }
 
 /// A `VFIO_IOMMU_MAP_DMA` request.
@@ -389,7 +444,7 @@ impl InfoReply {
         reply.add_cap(&CapMigration {
             header: CapHeader::new(bindings::VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, 1),
             pgsize_bitmap: min_pgsize,
-            max_dirty_bitmap_size: crate::dirty::BITMAP_SIZE_MAX,
+            max_dirty_bitmap_size: BITMAP_SIZE_MAX,
             ..Default::default()
         })?;
         reply.add_cap(&CapDmaAvail {

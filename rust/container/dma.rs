@@ -26,6 +26,7 @@ use crate::pin::Owner;
 use crate::pin::PageBatch;
 use crate::pin::PinnedPages;
 use crate::trace;
+use crate::uapi;
 use crate::uapi::MapRequest;
 use crate::uapi::UnmapAction;
 use crate::uapi::UnmapRequest;
@@ -119,7 +120,7 @@ impl Container {
                 return Err(EBUSY);
             }
             last = Some((iova, notices));
-            self.notify_unmap(iova, size);
+            self.devices.notify_unmap(iova, size);
         }
     }
 
@@ -128,7 +129,7 @@ impl Container {
         let mut inner = self.inner.lock();
         let range = inner.check_unmap(req, self.v2())?;
         // Collected first, so that nothing changes if this allocation fails.
-        let keys = inner.covered_keys(&range, self.v2())?;
+        let keys = inner.mappings.tree().covered(&range, self.v2())?;
         if req.action == UnmapAction::InvalidateVaddr {
             return inner.invalidate_vaddrs(&keys).map(UnmapStep::Done);
         }
@@ -213,7 +214,7 @@ impl ContainerInner {
         }
         // While tracking, the C module sizes a bitmap for the new mapping.
         let pages = range.size() >> self.min_pgsize().trailing_zeros();
-        if self.dirty_tracking && pages > dirty::BITMAP_PAGES_MAX {
+        if self.dirty_tracking && pages > uapi::BITMAP_PAGES_MAX {
             return Err(EINVAL);
         }
         Ok(())
@@ -280,36 +281,11 @@ impl ContainerInner {
         }
         // v2 never splits a mapping: the range must not bisect one.
         if v2 && matches!(req.scope, UnmapScope::Range { .. }) {
-            let cut_start = self
-                .mappings
-                .find(range.start())
-                .is_some_and(|m| m.range.start() != range.start());
-            let cut_end = self
-                .mappings
-                .find(range.last())
-                .is_some_and(|m| m.range.last() != range.last());
-            if cut_start || cut_end {
+            if self.mappings.tree().bisects(&range) {
                 return Err(EINVAL);
             }
         }
         Ok(range)
-    }
-
-    /// The mappings an unmap of `range` acts on: from the first one
-    /// overlapping it, while they start inside it. v1 stops at a mapping
-    /// that starts before `range` (it only unmaps mappings whose first IOVA
-    /// is covered, and reports what it did).
-    fn covered_keys(&self, range: &IovaRange, v2: bool) -> Result<KVec<u64>> {
-        let mut keys = KVec::new();
-        let mut next = self.mappings.first_overlapping(range);
-        while let Some(k) = next {
-            if k > range.last() || (!v2 && k < range.start()) {
-                break;
-            }
-            keys.push(k, GFP_KERNEL)?;
-            next = self.mappings.next_key(k);
-        }
-        Ok(keys)
     }
 
     /// `VFIO_DMA_UNMAP_FLAG_VADDR`: marks the vaddrs of `keys` invalid and
@@ -338,7 +314,7 @@ impl ContainerInner {
     fn report_and_remove(
         &mut self,
         keys: &[u64],
-        bitmap: Option<&dirty::UserBitmap>,
+        bitmap: Option<&uapi::UserBitmap>,
         base: u64,
     ) -> (usize, u64, Result) {
         let mut done = keys.len();
