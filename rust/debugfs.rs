@@ -11,6 +11,8 @@ use kernel::prelude::*;
 use kernel::sync::Arc;
 
 use crate::container::Container;
+use crate::domain::Domain;
+use crate::mapping::Mapping;
 
 kernel::sync::global_lock! {
     // SAFETY: `init` is called in the module initializer, before any use.
@@ -74,25 +76,7 @@ fn describe(c: &Container, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     }
     writeln!(f)?;
     for (i, d) in inner.domains.iter().enumerate() {
-        let ap = d.aperture();
-        write!(
-            f,
-            "  domain {}: pgsizes {:#x}, aperture {:#x}-{:#x}, enforce_cache_coherency {}, groups",
-            i,
-            d.pgsize_bitmap(),
-            ap.start(),
-            ap.last(),
-            d.enforce_cache_coherency()
-        )?;
-        for g in d.groups() {
-            write!(f, " {}", g.id())?;
-        }
-        writeln!(f)?;
-        for g in d.groups() {
-            write!(f, "    group {} devices:", g.id())?;
-            g.write_devices(f)?;
-            writeln!(f)?;
-        }
+        describe_domain(i, d, f)?;
     }
     if !inner.emulated_groups.is_empty() {
         write!(f, "  emulated-IOMMU groups:")?;
@@ -102,28 +86,55 @@ fn describe(c: &Container, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, " ({} devices registered)", ndev)?;
     }
     for m in inner.mappings.iter() {
-        let runs = m.pinned.as_ref().map_or(&[][..], |p| p.runs());
-        let largest = runs.iter().map(|r| r.npages).max().unwrap_or(0);
-        write!(
-            f,
-            "  mapping iova {:#x}-{:#x} size {:#x} vaddr {:#x} prot {}{}{} runs {} largest_run_pages {}",
-            m.range.start(),
-            m.range.last(),
-            m.size(),
-            m.vaddr,
-            if m.prot.readable() { "r" } else { "-" },
-            if m.prot.writable() { "w" } else { "-" },
-            if m.vaddr_invalid() { " vaddr-invalid" } else { "" },
-            runs.len(),
-            largest
-        )?;
-        if m.pinned.is_none() {
-            write!(f, " not-pinned")?;
-        }
-        match m.external.count() {
-            0 => writeln!(f)?,
-            n => writeln!(f, " device_pinned_pages {}", n)?,
-        }
+        describe_mapping(m, f)?;
     }
     Ok(())
+}
+
+fn describe_domain(i: usize, d: &Domain, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let ap = d.aperture();
+    write!(
+        f,
+        "  domain {}: pgsizes {:#x}, aperture {:#x}-{:#x}, enforce_cache_coherency {}, groups",
+        i,
+        d.pgsize_bitmap(),
+        ap.start(),
+        ap.last(),
+        d.enforce_cache_coherency()
+    )?;
+    for g in d.groups() {
+        write!(f, " {}", g.id())?;
+    }
+    writeln!(f)?;
+    for g in d.groups() {
+        write!(f, "    group {} devices:", g.id())?;
+        g.write_devices(f)?;
+        writeln!(f)?;
+    }
+    Ok(())
+}
+
+fn describe_mapping(m: &Mapping, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let runs = m.pinned.as_ref().map_or(&[][..], |p| p.runs());
+    let largest = runs.iter().map(|r| r.npages).max().unwrap_or(0);
+    write!(
+        f,
+        "  mapping iova {:#x}-{:#x} size {:#x} vaddr {:#x} prot {}{}{} runs {} largest_run_pages {}",
+        m.range.start(),
+        m.range.last(),
+        m.size(),
+        m.vaddr,
+        if m.prot.readable() { "r" } else { "-" },
+        if m.prot.writable() { "w" } else { "-" },
+        if m.vaddr_invalid() { " vaddr-invalid" } else { "" },
+        runs.len(),
+        largest
+    )?;
+    if m.pinned.is_none() {
+        write!(f, " not-pinned")?;
+    }
+    match m.external.count() {
+        0 => writeln!(f),
+        n => writeln!(f, " device_pinned_pages {}", n),
+    }
 }
