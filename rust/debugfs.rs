@@ -115,11 +115,12 @@ fn describe_domain(i: usize, d: &Domain, f: &mut fmt::Formatter<'_>) -> fmt::Res
 }
 
 fn describe_mapping(m: &Mapping, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let runs = m.pinned.as_ref().map_or(&[][..], |p| p.runs());
-    let largest = runs.iter().map(|r| r.npages).max().unwrap_or(0);
+    let runs = m.pinned.as_ref().map_or(0, |p| p.runs().count());
+    let largest = m.pinned.as_ref().map_or(0, |p| p.runs().largest());
+    let record = m.pinned.as_ref().map_or(0, |p| p.runs().heap_bytes());
     write!(
         f,
-        "  mapping iova {:#x}-{:#x} size {:#x} vaddr {:#x} prot {}{}{} runs {} largest_run_pages {}",
+        "  mapping iova {:#x}-{:#x} size {:#x} vaddr {:#x} prot {}{}{} run_record_bytes {} runs {} largest_run_pages {}",
         m.range.start(),
         m.range.last(),
         m.size(),
@@ -127,7 +128,8 @@ fn describe_mapping(m: &Mapping, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if m.prot.readable() { "r" } else { "-" },
         if m.prot.writable() { "w" } else { "-" },
         if m.vaddr_invalid() { " vaddr-invalid" } else { "" },
-        runs.len(),
+        record,
+        runs,
         largest
     )?;
     if m.pinned.is_none() {

@@ -14,7 +14,7 @@ use crate::iova::IovaRange;
 use crate::mapping::Mapping;
 use crate::mapping::Prot;
 use crate::pin::pfn_to_phys;
-use crate::pin::PfnRun;
+use crate::runs::PfnRun;
 
 /// A borrowed `struct iommu_group`.
 ///
@@ -381,8 +381,8 @@ impl Domain {
     /// As `map_run`; nothing of `m` stays mapped on error.
     pub(crate) fn map_mapping(&self, m: &Mapping) -> Result {
         let mut mapped = Mapped::new(core::slice::from_ref(self), m.range.start(), m.prot);
-        for run in m.pinned.as_ref().map_or(&[][..], |p| p.runs()) {
-            mapped.map_run(*run)?;
+        for run in m.pinned.iter().flat_map(|p| p.runs().iter()) {
+            mapped.map_run(run)?;
         }
         mapped.commit();
         Ok(())

@@ -103,7 +103,7 @@ impl ExternalPins {
             return Ok(p.page.page());
         }
         // Allocated first, so that recording the pin cannot fail.
-        let slot = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let slot = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let page = PinnedPage::pin_remote(owner, vaddr, self.writable)?;
         if self.charged {
             if let Err(e) = owner.charge(1) {

@@ -32,6 +32,7 @@ mod iova;
 mod mapping;
 mod params;
 mod pin;
+mod runs;
 mod trace;
 mod uapi;
 

@@ -151,7 +151,7 @@ impl Mapping {
         if self.dirty.is_none() {
             let npages = self.npages()?;
             let mut words = KVVec::new();
-            words.resize(npages.div_ceil(64), 0u64, GFP_KERNEL)?;
+            words.resize(npages.div_ceil(64), 0u64, GFP_KERNEL_ACCOUNT)?;
             self.dirty = Some(words);
         }
         Ok(())
@@ -162,7 +162,7 @@ impl Mapping {
     pub(crate) fn dirty_bits(&self) -> Result<KVVec<u64>> {
         let npages = self.npages()?;
         let mut words = KVVec::new();
-        words.resize(npages.div_ceil(64), 0u64, GFP_KERNEL)?;
+        words.resize(npages.div_ceil(64), 0u64, GFP_KERNEL_ACCOUNT)?;
         if let Some(d) = &self.dirty {
             for (w, s) in words.iter_mut().zip(d.iter()) {
                 *w |= *s;

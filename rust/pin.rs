@@ -14,6 +14,8 @@ use kernel::sync::aref::ARef;
 use kernel::task::Task;
 
 use crate::bindings;
+use crate::runs::PfnRun;
+use crate::runs::RunList;
 
 /// Who a mapping's memory belongs to: the process that created it, charged
 /// in its `locked_vm` for what is pinned (with the task and CAP_IPC_LOCK
@@ -184,16 +186,6 @@ impl Drop for PinnedPage {
 /// How many `struct page *` one GUP call fills: one page of pointers.
 pub(crate) const BATCH_PAGES: usize = PAGE_SIZE / core::mem::size_of::<*mut bindings::page>();
 
-/// A physically contiguous run of pages.
-#[derive(Clone, Copy)]
-pub(crate) struct PfnRun {
-    pub(crate) pfn: usize,
-    pub(crate) npages: usize,
-    /// `false` for pfns of a VM_PFNMAP range (a device BAR): mapped
-    /// without a pin and not accounted, as the C module does.
-    pub(crate) pinned: bool,
-}
-
 /// Scratch space for one GUP call, allocated before the container lock.
 pub(crate) struct PageBatch {
     pages: KVec<*mut bindings::page>,
@@ -212,11 +204,14 @@ impl PageBatch {
 ///
 /// # Invariants
 ///
-/// Every page of every pinned run in `runs` holds one pin taken by `pin`;
-/// `locked` pages are charged to `owner`. Both are given back once, by
-/// `drop`.
+/// Every page of every pinned run in `runs` and in `open` holds one pin
+/// taken by `fill`; `locked` pages are charged to `owner`. Both are given
+/// back once, by `drop`. `npages` counts the pages of `runs` and `open`.
 pub(crate) struct PinnedPages {
-    runs: KVVec<PfnRun>,
+    /// The completed runs, mapped already.
+    runs: RunList,
+    /// The last run while `fill` may still grow it (not mapped yet).
+    open: Option<PfnRun>,
     npages: usize,
     owner: Owner,
     locked: usize,
@@ -231,7 +226,8 @@ impl PinnedPages {
     pub(crate) fn new(owner: Owner, writable: bool) -> Self {
         // INVARIANT: no runs, nothing charged.
         Self {
-            runs: KVVec::new(),
+            runs: RunList::new(),
+            open: None,
             npages: 0,
             owner,
             locked: 0,
@@ -259,20 +255,31 @@ impl PinnedPages {
         batch: &mut PageBatch,
         mut map_run: impl FnMut(PfnRun) -> Result,
     ) -> Result {
-        let mut mapped_runs = 0usize;
         while self.npages < npages {
-            self.pin_batch(vaddr, npages, single_pages, batch)?;
-            // Every run but the last is complete: the last may still grow.
-            let complete = match self.npages == npages {
-                true => self.runs.len(),
-                false => self.runs.len().saturating_sub(1),
-            };
-            for run in self.runs.get(mapped_runs..complete).unwrap_or(&[]) {
-                map_run(*run)?;
-            }
-            mapped_runs = mapped_runs.max(complete);
+            self.pin_batch(vaddr, npages, single_pages, batch, &mut map_run)?;
         }
+        // The last run is complete too.
+        self.runs.reserve(1)?;
+        if let Some(run) = self.open.take() {
+            self.close(run, &mut map_run)?;
+        }
+        self.runs.trim();
         Ok(())
+    }
+
+    /// Records the completed `run` and maps it. Room for it was reserved.
+    fn close(&mut self, run: PfnRun, map_run: &mut impl FnMut(PfnRun) -> Result) -> Result {
+        if !self.runs.push(run) {
+            // Not reached: room was reserved. Give the run's pins back now.
+            unpin_run(run, self.writable);
+            if run.pinned {
+                self.owner.uncharge(run.npages);
+                self.locked = self.locked.saturating_sub(run.npages);
+            }
+            self.npages = self.npages.saturating_sub(run.npages);
+            return Err(ENOMEM);
+        }
+        map_run(run)
     }
 
     /// Pins the next batch of pages and appends them to `runs`. On error
@@ -283,12 +290,13 @@ impl PinnedPages {
         npages: usize,
         single_pages: bool,
         batch: &mut PageBatch,
+        map_run: &mut impl FnMut(PfnRun) -> Result,
     ) -> Result {
         let left = npages.saturating_sub(self.npages);
         let want = left.min(BATCH_PAGES);
-        // Room for every page of the batch as a run of its own, so that
-        // recording cannot fail once pages are pinned.
-        self.runs.reserve(want, GFP_KERNEL)?;
+        // Room for every page of the batch as a run of its own, and for the
+        // open run, so that recording cannot fail once pages are pinned.
+        self.runs.reserve(want.saturating_add(1))?;
         let addr = vaddr.checked_add(page_bytes(self.npages)).ok_or(EFAULT)?;
         let mut flags = bindings::FOLL_LONGTERM;
         if self.writable {
@@ -316,7 +324,7 @@ impl PinnedPages {
                     e if Error::from_errno(e) == EOVERFLOW => EFAULT,
                     e => Error::from_errno(e),
                 };
-                return self.add_pfnmap(addr, left, single_pages, gup_err);
+                return self.add_pfnmap(addr, left, single_pages, gup_err, map_run);
             }
         };
         let pages = pages.get(..got).unwrap_or(&[]);
@@ -331,14 +339,20 @@ impl PinnedPages {
             return Err(err);
         }
         self.locked = self.locked.saturating_add(got);
-        self.record(pages, single_pages);
-        Ok(())
+        self.record(pages, single_pages, map_run)
     }
 
-    /// Appends the pinned `pages` to `runs`, a contiguous stretch at a time,
-    /// so that huge pages cost one pfn lookup per stretch rather than one
-    /// per page. Room for one run per page is reserved.
-    fn record(&mut self, pages: &[*mut bindings::page], single_pages: bool) {
+    /// Appends the pinned `pages`, a contiguous stretch at a time, so that
+    /// huge pages cost one pfn lookup per stretch rather than one per page.
+    /// Room for one run per page was reserved. Every page is recorded even
+    /// if mapping a completed run fails (then the first error is returned).
+    fn record(
+        &mut self,
+        pages: &[*mut bindings::page],
+        single_pages: bool,
+        map_run: &mut impl FnMut(PfnRun) -> Result,
+    ) -> Result {
+        let mut result = Ok(());
         let mut i = 0;
         while let Some(rest) = pages.get(i..) {
             let Some(&first) = rest.first() else {
@@ -357,40 +371,55 @@ impl PinnedPages {
                         rest.len() as c_ulong,
                     )
                 };
-                // `1 <= n <= rest.len()`.
                 (n as usize).clamp(1, rest.len())
             };
-            self.push_run(pfn, n, true, single_pages);
-            i = i.saturating_add(n);
-        }
-    }
-
-    /// Appends `n` pages from `pfn` (pinned or not), merging with the last
-    /// run when contiguous with it. The caller reserved room for a new run.
-    fn push_run(&mut self, pfn: usize, n: usize, pinned: bool, single_pages: bool) {
-        self.npages = self.npages.saturating_add(n);
-        if let Some(run) = self.runs.last_mut() {
-            if !single_pages && run.pinned == pinned && run.pfn.checked_add(run.npages) == Some(pfn)
-            {
-                run.npages = run.npages.saturating_add(n);
-                return;
-            }
-        }
-        // Cannot fail: room was reserved by the caller.
-        let _ = self.runs.push(
-            PfnRun {
+            let pinned = PfnRun {
                 pfn,
                 npages: n,
-                pinned,
-            },
-            GFP_KERNEL,
-        );
+                pinned: true,
+            };
+            let res = self.push_pages(pinned, single_pages, map_run);
+            result = result.and(res);
+            i = i.saturating_add(n);
+        }
+        result
+    }
+
+    /// Adds `run` (pinned or not): it grows the open run when contiguous
+    /// with it, else the open run is complete (recorded and mapped) and
+    /// `run` becomes the open one. The pages count as ours either way.
+    fn push_pages(
+        &mut self,
+        run: PfnRun,
+        single_pages: bool,
+        map_run: &mut impl FnMut(PfnRun) -> Result,
+    ) -> Result {
+        self.npages = self.npages.saturating_add(run.npages);
+        if let Some(open) = self.open.as_mut() {
+            let contiguous =
+                open.pinned == run.pinned && open.pfn.checked_add(open.npages) == Some(run.pfn);
+            if !single_pages && contiguous {
+                open.npages = open.npages.saturating_add(run.npages);
+                return Ok(());
+            }
+        }
+        match self.open.replace(run) {
+            Some(done) => self.close(done, map_run),
+            None => Ok(()),
+        }
     }
 
     /// GUP refused `addr`: if it lies in a VM_PFNMAP range, records the
     /// contiguous pfns there (unpinned, unaccounted); otherwise fails with
     /// GUP's error.
-    fn add_pfnmap(&mut self, addr: u64, left: usize, single_pages: bool, gup_err: Error) -> Result {
+    fn add_pfnmap(
+        &mut self,
+        addr: u64,
+        left: usize,
+        single_pages: bool,
+        gup_err: Error,
+        map_run: &mut impl FnMut(PfnRun) -> Result,
+    ) -> Result {
         let mut pfn: c_ulong = 0;
         // SAFETY: runs in the ioctl's process context; `pfn` is a live local.
         let n = unsafe {
@@ -405,15 +434,20 @@ impl PinnedPages {
             Ok(0) => Err(gup_err),
             // One page at a time with `disable_hugepages`, as the C module.
             Ok(n) => {
-                let n = if single_pages { 1 } else { n.min(left) };
-                self.push_run(pfn, n, false, single_pages);
-                Ok(())
+                let npages = if single_pages { 1 } else { n.min(left) };
+                let run = PfnRun {
+                    pfn: pfn as usize,
+                    npages,
+                    pinned: false,
+                };
+                self.push_pages(run, single_pages, map_run)
             }
             Err(_) => Err(Error::from_errno(n as c_int)),
         }
     }
 
-    pub(crate) fn runs(&self) -> &[PfnRun] {
+    /// The runs, in IOVA order (once `fill` is done).
+    pub(crate) fn runs(&self) -> &RunList {
         &self.runs
     }
 
@@ -445,20 +479,13 @@ fn unpin_run(run: PfnRun, dirty: bool) {
     unsafe { bindings::unpin_user_page_range_dirty_lock(page, run.npages as c_ulong, dirty) };
 }
 
-impl PfnRun {
-    /// The run's length in bytes.
-    pub(crate) fn bytes(&self) -> u64 {
-        page_bytes(self.npages)
-    }
-}
-
 impl Drop for PinnedPages {
     /// Unpins (marking writable pages dirty: the device may have written
     /// them) and unaccounts. Callers unmap from every IOMMU domain and flush
     /// the IOTLB first.
     fn drop(&mut self) {
-        for run in self.runs.iter() {
-            unpin_run(*run, self.writable);
+        for run in Iterator::chain(self.runs.iter(), self.open) {
+            unpin_run(run, self.writable);
         }
         self.owner.uncharge(self.locked);
     }

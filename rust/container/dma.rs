@@ -57,7 +57,7 @@ impl Container {
     /// is left mapped, pinned or accounted on error.
     pub(super) fn map_dma(&self, req: MapRequest) -> Result {
         // Reserve: everything that can be allocated before the lock.
-        let slot = MappingSlot::new(GFP_KERNEL)?;
+        let slot = MappingSlot::new(GFP_KERNEL_ACCOUNT)?;
         let mut batch = PageBatch::new()?;
         let mut inner = self.inner.lock();
         let (range, vaddr, prot) = match req {
@@ -68,7 +68,7 @@ impl Container {
         inner.check_new_mapping(&range, vaddr)?;
         // Pin and fill every domain.
         let m = inner.pin_and_map(range, vaddr, prot, &mut batch)?;
-        let nruns = m.pinned.as_ref().map_or(0, |p| p.runs().len());
+        let nruns = m.pinned.as_ref().map_or(0, |p| p.runs().count());
         // Publish (`avail` was checked under this lock).
         inner.mappings.insert(slot, m);
         self.log_map(&range, nruns, inner.domains.len());
