@@ -23,23 +23,11 @@
  * after MAP_DMA and unpinned when UNMAP_DMA has returned.
  * Any failed ioctl or setup step aborts with exit status 1.
  */
-#include <stdint.h>
+#include <stdarg.h>
 #include <time.h>
-#include <sys/mman.h>
-/* leak_util.h (dma_map, dma_unmap, mmap_aligned, read_long, write_long)
- * needs kselftest_harness.h; bench has its own main(). */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#include "kselftest_harness.h"
-#pragma GCC diagnostic pop
-#include "vfio_util.h"
-#include "leak_util.h"
+#include "fixture.h"
 
-#ifndef MAP_HUGE_2MB
-#define MAP_HUGE_2MB (21 << 26)
-#endif
-
-#define BENCH_IOVA 0x40000000ULL
+#define BENCH_IOVA IOVA_1G
 #define MAX_ROUNDS 100
 
 static void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -81,16 +69,6 @@ static double median(const double *v, int n)
 	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
-static int refcnt_of(const char *module)
-{
-	char path[128];
-	long v;
-
-	snprintf(path, sizeof(path), "/sys/module/%s/refcnt", module);
-	v = read_long(path);
-	return v < 0 ? -1 : (int)v;
-}
-
 /* Opens the container on the first single-device group, TYPE1v2, and checks
  * that the backend under test serves it. */
 static int open_container(void)
@@ -109,22 +87,17 @@ static int open_container(void)
 	r = xioctl(container, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU);
 	if (r != 1)
 		die_msg("VFIO_CHECK_EXTENSION(TYPE1v2) = %ld", r);
-	group = vfio_open_viable_group(g->id);
+	group = vfio_group_attach(container, g->id, VFIO_TYPE1v2_IOMMU);
 	if (group < 0)
-		die_msg("open group %d: %s", g->id, strerror(-group));
-	r = xioctl(group, VFIO_GROUP_SET_CONTAINER, (unsigned long)&container);
-	if (r)
-		die_msg("VFIO_GROUP_SET_CONTAINER: %s", strerror(-r));
-	r = xioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU);
-	if (r)
-		die_msg("VFIO_SET_IOMMU(TYPE1v2): %s", strerror(-r));
+		die_msg("group %d: open, SET_CONTAINER or SET_IOMMU(TYPE1v2): %s", g->id,
+			strerror(-group));
 	ref = backend_refcnt();
 	if (ref <= 0)
 		die_msg("backend %s does not serve the container (refcnt %d)",
 			backend_module(), ref);
-	if (refcnt_of(other) > 0)
+	if (sysfs_module_refcnt(other) > 0)
 		die_msg("%s is loaded and in use (refcnt %d): which backend serves is unclear",
-			other, refcnt_of(other));
+			other, sysfs_module_refcnt(other));
 	printf("# backend %s refcnt %d, group %d (%s)\n", backend_module(), ref, g->id,
 	       g->dev[0]);
 	/* The group fd stays open (leaked on purpose) until exit. */
@@ -151,18 +124,6 @@ static int sysfs_choice(const char *path, char *out, size_t len)
 	*b = 0;
 	snprintf(out, len, "%s", a + 1);
 	return 0;
-}
-
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, s, strlen(s));
-	close(fd);
-	return n == (ssize_t)strlen(s) ? 0 : -EIO;
 }
 
 /* AnonHugePages of this process, in kB; -1 if unknown. */

@@ -5,7 +5,7 @@
  * pinned while a container uses it.
  */
 #include "kselftest_harness.h"
-#include "vfio_util.h"
+#include "fixture.h"
 
 FIXTURE(container) {
 	int container;
@@ -15,18 +15,13 @@ FIXTURE(container) {
 
 FIXTURE_SETUP(container)
 {
-	self->container = open("/dev/vfio/vfio", O_RDWR);
-	ASSERT_GE(self->container, 0);
-	self->g = vfio_test_group_find(1, 0);
-	ASSERT_NE(NULL, self->g) TH_LOG("no single-device group bound to vfio-pci");
-	self->group = vfio_open_viable_group(self->g->id);
-	ASSERT_GE(self->group, 0);
+	fixture_open(_metadata, &self->container, &self->group, &self->g, false, 0);
 }
 
 FIXTURE_TEARDOWN(container)
 {
-	close(self->group);
-	close(self->container);
+	close_fd(&self->group);
+	close_fd(&self->container);
 }
 
 TEST_F(container, api_version)

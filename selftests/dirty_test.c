@@ -25,8 +25,7 @@
  * and that the backend module is unreferenced.
  */
 #include "kselftest_harness.h"
-#include "vfio_util.h"
-#include "leak_util.h"
+#include "fixture.h"
 #include "edu.h"
 
 #include <stddef.h>
@@ -39,18 +38,9 @@
  * shifted past npages stay set and come back, shifted again, in every later
  * report (pages outside the mapping reported dirty). vfio-type1-rs reports
  * every page of each mapping and nothing else. The tests below pin down
- * both: BUG_C(c, rust) is the value each backend must report.
+ * both: BUG_C(c, rust) (fixture.h) is the value each backend must report.
  */
-static bool backend_is_c(void)
-{
-	const char *b = getenv("VFIO_BACKEND");
 
-	return b && !strcmp(b, "c");
-}
-#define BUG_C(c_value, rust_value) (backend_is_c() ? (c_value) : (rust_value))
-
-#define PG		SZ_4K
-#define IOVA_BASE	0x10000000ULL	/* in a valid range on both arches; < 4G for edu */
 #define BUF_PAGES	512		/* 2M of anonymous memory per test */
 #define BM_WORDS	8
 #define PATTERN		0xa5a5a5a5a5a5a5a5ULL
@@ -97,11 +87,11 @@ FIXTURE(dirty) {
 
 FIXTURE_SETUP(dirty)
 {
-	self->group = self->group2 = -1;
+	self->container = self->group = self->group2 = -1;
 	self->dev.fd = -1;
 	self->dev.bar = NULL;
 	self->buf = self->guard = self->ro = NULL;
-	ASSERT_EQ(0, backend_refcnt()) TH_LOG("backend %s not loaded or in use", backend_module());
+	backend_assert_idle(_metadata);
 	leak_baseline_take(_metadata, &self->base);
 	self->buf = mmap_aligned(BUF_PAGES * PG, PG, PROT_READ | PROT_WRITE);
 	ASSERT_NE(NULL, self->buf);
@@ -112,24 +102,15 @@ FIXTURE_SETUP(dirty)
 	ASSERT_EQ(0, mprotect(self->guard + PG, PG, PROT_NONE));
 	self->ro = mmap_aligned(PG, PG, PROT_READ);
 	ASSERT_NE(NULL, self->ro);
-	self->container = open("/dev/vfio/vfio", O_RDWR);
-	ASSERT_GE(self->container, 0);
-	self->g = vfio_test_group_find(1, 0);
-	ASSERT_NE(NULL, self->g) TH_LOG("no single-device group bound to vfio-pci");
-	self->group = vfio_open_viable_group(self->g->id);
-	ASSERT_GE(self->group, 0);
-	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
+	fixture_open(_metadata, &self->container, &self->group, &self->g, true, 0);
 }
 
 FIXTURE_TEARDOWN(dirty)
 {
 	edu_close(&self->dev);
-	if (self->group2 >= 0)
-		close(self->group2);
-	if (self->group >= 0)
-		close(self->group);
-	if (self->container >= 0)
-		close(self->container);
+	close_fd(&self->group2);
+	close_fd(&self->group);
+	close_fd(&self->container);
 	if (self->buf)
 		munmap(self->buf, BUF_PAGES * PG);
 	if (self->guard)

@@ -10,11 +10,11 @@
  * was.
  */
 #include "kselftest_harness.h"
-#include "vfio_util.h"
+#include "fixture.h"
 #include "edu.h"
 
-#define BUF_SIZE	(2UL << 20)
-#define IOVA_A		0x40000000ULL	/* below 4 GiB: edu's dma_mask */
+#define BUF_SIZE	SZ_2M
+#define IOVA_A		IOVA_1G		/* below 4 GiB: edu's dma_mask */
 #define IOVA_B		0x50000000ULL
 #define GUARD		64
 #define FAULT_WAIT_MS	2000
@@ -27,8 +27,7 @@ FIXTURE(dma) {
 	int group[2];
 	struct edu dev[2];
 	uint8_t *buf[2];
-	long long pins0;
-	long lck0;
+	struct leak_baseline base;
 	struct kmsg_watch kw;
 };
 
@@ -37,10 +36,8 @@ FIXTURE_SETUP(dma)
 	self->container = self->group[0] = self->group[1] = -1;
 	self->dev[0].fd = self->dev[1].fd = -1;
 	self->kw.fd = -1;
-	self->pins0 = foll_pins_outstanding();
-	ASSERT_NE(LLONG_MIN, self->pins0) TH_LOG("no nr_foll_pin_* in /proc/vmstat");
-	self->lck0 = vm_locked_kb();
-	ASSERT_GE(self->lck0, 0) TH_LOG("no VmLck in /proc/self/status");
+	self->buf[0] = self->buf[1] = NULL;
+	leak_baseline_take(_metadata, &self->base);
 	for (int i = 0; i < 2; i++) {
 		self->buf[i] = mmap(NULL, BUF_SIZE, PROT_READ | PROT_WRITE,
 				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -49,26 +46,19 @@ FIXTURE_SETUP(dma)
 		 * page would pin the shared zero page. */
 		memset(self->buf[i], 0x11 * (i + 1), BUF_SIZE);
 	}
-	self->container = open("/dev/vfio/vfio", O_RDWR);
-	ASSERT_GE(self->container, 0);
+	self->container = fixture_container(_metadata);
 }
 
 FIXTURE_TEARDOWN(dma)
 {
-	long long pins;
-
 	kmsg_watch_end(&self->kw);
 	for (int i = 0; i < 2; i++)
 		edu_close(&self->dev[i]);
 	for (int i = 0; i < 2; i++)
-		if (self->group[i] >= 0)
-			close(self->group[i]);
-	if (self->container >= 0)
-		close(self->container);
+		close_fd(&self->group[i]);
+	close_fd(&self->container);
 	/* Everything the container pinned and accounted is released now. */
-	pins = foll_pins_outstanding();
-	EXPECT_EQ(self->pins0, pins) TH_LOG("%lld FOLL_PIN pages leaked", pins - self->pins0);
-	EXPECT_EQ(self->lck0, vm_locked_kb()) TH_LOG("VmLck not back to baseline");
+	leak_check_pins(_metadata, &self->base);
 	for (int i = 0; i < 2; i++)
 		if (self->buf[i] && self->buf[i] != MAP_FAILED)
 			munmap(self->buf[i], BUF_SIZE);
@@ -95,7 +85,7 @@ static void print_faults(struct __test_metadata *_metadata, struct kmsg_watch *w
 /* Joins single-device or multi-device group g to the container. */
 #define ATTACH(idx, g, type) do { \
 	ASSERT_NE(NULL, (g)) TH_LOG("missing VFIO group for this test"); \
-	self->group[idx] = edu_group_attach(self->container, (g)->id, (type)); \
+	self->group[idx] = vfio_group_attach(self->container, (g)->id, (type)); \
 	ASSERT_GE(self->group[idx], 0) TH_LOG("group %d: %s", (g)->id, strerror(-self->group[idx])); \
 } while (0)
 
@@ -103,7 +93,7 @@ static void print_faults(struct __test_metadata *_metadata, struct kmsg_watch *w
 	ASSERT_EQ(0, edu_open(&self->dev[idx], (grp), (bdf))) TH_LOG("%s", self->dev[idx].err)
 
 #define MAP(buf, iova, flags) \
-	ASSERT_EQ(0, edu_map(self->container, (buf), (iova), BUF_SIZE, (flags))) \
+	ASSERT_EQ(0, dma_map(self->container, (iova), (buf), BUF_SIZE, (flags))) \
 		TH_LOG("MAP_DMA iova %#llx", (unsigned long long)(iova))
 
 #define TO_DEV(e, iova, devoff, len) \
@@ -196,8 +186,8 @@ TEST_F_TIMEOUT(dma, round_trip, 60)
 	MAP(self->buf[0], IOVA_A, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
 	/* The leak check measures something: the mapping pinned and
 	 * accounted every page. */
-	EXPECT_EQ(self->pins0 + (long long)(BUF_SIZE / 4096), foll_pins_outstanding());
-	EXPECT_EQ(self->lck0 + (long)(BUF_SIZE / 1024), vm_locked_kb());
+	EXPECT_EQ(self->base.pins + (long)(BUF_SIZE / 4096), pins_outstanding());
+	EXPECT_EQ(self->base.vmlck + (long)(BUF_SIZE / 1024), vmlck_kb());
 	OPEN_DEV(0, self->group[0], g->dev[0]);
 	ASSERT_EQ(0, kmsg_watch_begin(&self->kw));
 	round_trips(_metadata, &self->dev[0], self->buf[0], IOVA_A);
@@ -225,7 +215,7 @@ TEST_F_TIMEOUT(dma, replay, 60)
 	round_trip(_metadata, &self->dev[0], self->buf[0], IOVA_A, 0x3000, 0x4000, 1024, 0x200);
 	EXPECT_NO_FAULTS();
 
-	ASSERT_EQ((long long)BUF_SIZE, edu_unmap(self->container, IOVA_A, BUF_SIZE, 0));
+	ASSERT_EQ((long long)BUF_SIZE, dma_unmap_bytes(self->container, IOVA_A, BUF_SIZE, 0));
 	write_must_fault(_metadata, self, &self->dev[1], self->buf[0], IOVA_A + 0x1000,
 			 0x1000, 0, FAULT_LEN);
 }
@@ -334,7 +324,7 @@ TEST_F_TIMEOUT(dma, vaddr_live_update, 60)
 	ATTACH(0, g, VFIO_TYPE1v2_IOMMU);
 	MAP(a, IOVA_A, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
 	OPEN_DEV(0, self->group[0], g->dev[0]);
-	pins = foll_pins_outstanding();
+	pins = pins_outstanding();
 
 	ASSERT_EQ(0, xioctl(self->container, VFIO_IOMMU_UNMAP_DMA, (unsigned long)&u));
 	EXPECT_EQ((uint64_t)BUF_SIZE, (uint64_t)u.size);
@@ -344,7 +334,7 @@ TEST_F_TIMEOUT(dma, vaddr_live_update, 60)
 	munmap(a, BUF_SIZE);
 	m.vaddr = (uintptr_t)b;
 	ASSERT_EQ(0, xioctl(self->container, VFIO_IOMMU_MAP_DMA, (unsigned long)&m));
-	EXPECT_EQ(pins, foll_pins_outstanding());
+	EXPECT_EQ(pins, pins_outstanding());
 	/* A second update is refused: the vaddr is valid again. */
 	EXPECT_EQ(-EINVAL, xioctl(self->container, VFIO_IOMMU_MAP_DMA, (unsigned long)&m));
 
@@ -352,7 +342,7 @@ TEST_F_TIMEOUT(dma, vaddr_live_update, 60)
 	round_trip(_metadata, &self->dev[0], b, IOVA_A, 0x0, 0x2000, 1024, 0);
 	EXPECT_NO_FAULTS();
 	edu_close(&self->dev[0]);
-	ASSERT_EQ((long long)BUF_SIZE, edu_unmap(self->container, IOVA_A, BUF_SIZE, 0));
+	ASSERT_EQ((long long)BUF_SIZE, dma_unmap_bytes(self->container, IOVA_A, BUF_SIZE, 0));
 	munmap(b, BUF_SIZE);
 	close(fd);
 }
@@ -373,7 +363,7 @@ TEST_F_TIMEOUT(dma, after_unmap_faults, 60)
 	round_trip(_metadata, &self->dev[0], b, IOVA_A, 0x0, 0x1000, 2048, 0);
 	EXPECT_NO_FAULTS();
 
-	ASSERT_EQ((long long)BUF_SIZE, edu_unmap(self->container, IOVA_A, BUF_SIZE, 0));
+	ASSERT_EQ((long long)BUF_SIZE, dma_unmap_bytes(self->container, IOVA_A, BUF_SIZE, 0));
 	memset(b + 0x1000, 0x5a, 2048);
 	write_must_fault(_metadata, self, &self->dev[0], b, IOVA_A + 0x1000, 0x1000, 0, FAULT_LEN);
 
@@ -421,7 +411,7 @@ TEST_F_TIMEOUT(dma, unmap_all_then_fault, 60)
 	EXPECT_EQ(0, memcmp(b, a + 0x3000, 2048));
 	EXPECT_NO_FAULTS();
 
-	ASSERT_EQ((long long)(2 * BUF_SIZE), edu_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL));
+	ASSERT_EQ((long long)(2 * BUF_SIZE), dma_unmap_bytes(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL));
 	write_must_fault(_metadata, self, &self->dev[0], a, IOVA_A + 0x3000, 0x3000, 0, FAULT_LEN);
 	memset(b + 0x3000, 0x77, FAULT_LEN);
 	iommu_fault_ratelimit(false);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * A small user-space driver for QEMU's "edu" PCI device (1234:11e8) through
- * VFIO, for tests that do real DMA through the vIOMMU, plus helpers to map
- * and unmap through a type1 container and to watch /dev/kmsg for IOMMU
- * fault reports.
+ * VFIO, for tests that do real DMA through the vIOMMU, plus helpers to
+ * watch /dev/kmsg for IOMMU fault reports. Containers, groups, MAP_DMA and
+ * the leak accounting are fixture.h's.
  *
  * edu's BAR0: 0x00 id, 0x04 liveness (reads back ~value), 0x80 DMA source,
  * 0x88 DMA destination, 0x90 count, 0x98 command (bit 0 start/busy, bit 1
@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
+#include "vfio_util.h"
 
 #define EDU_VENDOR		0x1234
 #define EDU_DEVICE		0x11e8
@@ -242,101 +243,10 @@ static inline int edu_dma_from_device(struct edu *e, uint64_t iova, uint32_t dev
 	return edu_dma(e, EDU_BUF_ADDR + devoff, iova, len, EDU_DMA_TO_RAM);
 }
 
-/* ---- container helpers ---- */
-
-/* Opens group id into container (setting the IOMMU type if iommu_type is
- * non-zero); returns the group fd or -errno. */
+/* The group-attach helper by its old name: vfio_group_attach(). */
 static inline int edu_group_attach(int container, int id, unsigned long iommu_type)
 {
-	char path[64];
-	struct vfio_group_status st = { .argsz = sizeof(st) };
-	int fd, err;
-
-	snprintf(path, sizeof(path), "/dev/vfio/%d", id);
-	fd = open(path, O_RDWR);
-	if (fd < 0)
-		return -errno;
-	if (ioctl(fd, VFIO_GROUP_GET_STATUS, &st) || !(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
-		close(fd);
-		return -EBUSY;
-	}
-	if (ioctl(fd, VFIO_GROUP_SET_CONTAINER, &container))
-		goto fail;
-	if (iommu_type && ioctl(container, VFIO_SET_IOMMU, iommu_type))
-		goto fail;
-	return fd;
-fail:
-	err = -errno;
-	close(fd);
-	return err;
-}
-
-static inline int edu_map(int container, void *vaddr, uint64_t iova, uint64_t size, uint32_t flags)
-{
-	struct vfio_iommu_type1_dma_map m = {
-		.argsz = sizeof(m), .flags = flags,
-		.vaddr = (uintptr_t)vaddr, .iova = iova, .size = size,
-	};
-
-	return ioctl(container, VFIO_IOMMU_MAP_DMA, &m) ? -errno : 0;
-}
-
-/* Returns the number of bytes unmapped or -errno. */
-static inline long long edu_unmap(int container, uint64_t iova, uint64_t size, uint32_t flags)
-{
-	struct vfio_iommu_type1_dma_unmap u = {
-		.argsz = sizeof(u), .flags = flags, .iova = iova, .size = size,
-	};
-
-	return ioctl(container, VFIO_IOMMU_UNMAP_DMA, &u) ? -errno : (long long)u.size;
-}
-
-/* ---- leak accounting ---- */
-
-/* Pages pinned with FOLL_PIN system-wide and not yet released
- * (/proc/vmstat nr_foll_pin_acquired - nr_foll_pin_released, after folding
- * the per-cpu counters through /proc/sys/vm/stat_refresh). */
-static inline long long foll_pins_outstanding(void)
-{
-	long long acq = -1, rel = -1, v;
-	char name[64];
-	FILE *f;
-	int fd = open("/proc/sys/vm/stat_refresh", O_WRONLY);
-
-	if (fd >= 0) {
-		/* An error only reports negative counters; the fold happened. */
-		ssize_t r = write(fd, "1", 1);
-
-		(void)r;
-		close(fd);
-	}
-	f = fopen("/proc/vmstat", "r");
-	if (!f)
-		return LLONG_MIN;
-	while (fscanf(f, "%63s %lld", name, &v) == 2) {
-		if (!strcmp(name, "nr_foll_pin_acquired"))
-			acq = v;
-		else if (!strcmp(name, "nr_foll_pin_released"))
-			rel = v;
-	}
-	fclose(f);
-	return acq < 0 || rel < 0 ? LLONG_MIN : acq - rel;
-}
-
-/* VmLck of this process in kB; -1 if not found. */
-static inline long vm_locked_kb(void)
-{
-	char l[256];
-	long v = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(l, sizeof(l), f))
-		if (sscanf(l, "VmLck: %ld kB", &v) == 1)
-			break;
-	fclose(f);
-	return v;
+	return vfio_group_attach(container, id, iommu_type);
 }
 
 /* ---- kernel log watch for IOMMU faults ---- */

@@ -18,109 +18,25 @@
  *       -- ./selftests/emulated_test
  */
 #include "kselftest_harness.h"
-#include "vfio_util.h"
-#include "leak_util.h"
+#include "fixture.h"
 
 #include <stddef.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <linux/capability.h>
 
-#define IOVA_BASE 0x10000000ULL	/* valid on both arches' IOMMUs */
 #define NPAGE_MAP 16		/* pages per test mapping */
-
-#define TRM_PARENT "/sys/class/mdev_bus/vfio_rs_test_mdev"
-#define TRM_TYPE_CREATE TRM_PARENT "/mdev_supported_types/vfio_rs_test_mdev-1/create"
-#define TRM_KO_DEFAULT "./test-mdev/vfio_rs_test_mdev.ko"
-
-/* IOMMU_READ / IOMMU_WRITE of <linux/iommu.h>: the prot of vfio_pin_pages. */
-#define PROT_IOMMU_READ  1
-#define PROT_IOMMU_WRITE 2
-
-/* --- the driver's command interface (mirrors vfio_rs_test_mdev.c) ------- */
-
-enum trm_op {
-	TRM_OP_NOP = 0,
-	TRM_OP_PIN = 1,
-	TRM_OP_UNPIN = 2,
-	TRM_OP_DMA_READ = 3,
-	TRM_OP_DMA_WRITE = 4,
-	TRM_OP_RESET_COUNTERS = 5,
-};
-
-#define TRM_DATA_MAX	8192
-#define TRM_PEEK_BYTES	64
-
-struct trm_cmd {
-	uint32_t op;
-	uint32_t prot;
-	uint64_t iova;
-	int32_t npage;
-	uint32_t len;
-	uint8_t data[];
-};
-
-struct trm_result {
-	int64_t ret;
-	int64_t unmap_calls;
-	uint64_t last_unmap_iova;
-	uint64_t last_unmap_len;
-	int64_t unmap_unpinned;
-	int64_t pinned;
-	uint8_t data[TRM_DATA_MAX];
-};
-
-/* ------------------------------------------------------------------------ */
 
 static long page_size(void)
 {
 	return sysconf(_SC_PAGESIZE);
 }
 
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-/* Loads mdev and the test driver unless the parent already exists. The
- * module is $VFIO_RS_TEST_MDEV_KO or test-mdev/vfio_rs_test_mdev.ko in the
- * working directory, its parent (run_tests.sh runs from selftests/) or
- * /vmtest. */
-static int trm_load(void)
-{
-	const char *paths[] = { getenv("VFIO_RS_TEST_MDEV_KO"), TRM_KO_DEFAULT,
-				"../test-mdev/vfio_rs_test_mdev.ko",
-				"/vmtest/test-mdev/vfio_rs_test_mdev.ko" };
-	int fd = -1, r;
-
-	if (!access(TRM_PARENT, F_OK))
-		return 0;
-	if (system("modprobe mdev"))
-		return -ENOENT;
-	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]) && fd < 0; i++)
-		if (paths[i])
-			fd = open(paths[i], O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -ENOENT;
-	r = syscall(__NR_finit_module, fd, "", 0) ? -errno : 0;
-	close(fd);
-	return r == -EEXIST ? 0 : r;
-}
-
 FIXTURE(emu) {
-	char uuid[40];
-	bool created;
-	int group_id;
+	struct trm_dev mdev;	/* the mdev: uuid, group id, device fd, region */
 	int container;
 	int group;		/* the mdev's emulated group */
 	int edu_group;		/* mixed tests: a vfio-pci group, or -1 */
-	int dev;		/* the mdev's device fd */
-	uint64_t region;	/* offset of the command region */
 	struct leak_baseline base;
 	void *buf;
 	size_t buf_len;
@@ -128,67 +44,46 @@ FIXTURE(emu) {
 
 FIXTURE_SETUP(emu)
 {
-	char path[PATH_MAX], link[PATH_MAX];
-	FILE *f;
-	ssize_t n;
-
-	self->container = self->group = self->edu_group = self->dev = -1;
+	self->container = self->group = self->edu_group = self->mdev.fd = -1;
+	self->mdev.uuid[0] = 0;
 	self->buf = NULL;
 	ASSERT_EQ(0, trm_load()) TH_LOG("cannot load mdev + %s", TRM_KO_DEFAULT);
-	ASSERT_EQ(0, backend_refcnt()) TH_LOG("backend %s not loaded or in use", backend_module());
-
-	f = fopen("/proc/sys/kernel/random/uuid", "r");
-	ASSERT_NE(NULL, f);
-	ASSERT_EQ(1, fscanf(f, "%36s", self->uuid));
-	fclose(f);
-	ASSERT_EQ(0, write_str(TRM_TYPE_CREATE, self->uuid));
-	self->created = true;
-	snprintf(path, sizeof(path), "/sys/bus/mdev/devices/%s/iommu_group", self->uuid);
-	n = readlink(path, link, sizeof(link) - 1);
-	ASSERT_GT(n, 0);
-	link[n] = 0;
-	self->group_id = atoi(strrchr(link, '/') + 1);
+	backend_assert_idle(_metadata);
+	ASSERT_EQ(0, trm_create(&self->mdev));
 
 	leak_baseline_take(_metadata, &self->base);
-	self->container = open("/dev/vfio/vfio", O_RDWR);
-	ASSERT_GE(self->container, 0);
-	self->group = vfio_open_viable_group(self->group_id);
-	ASSERT_GE(self->group, 0) TH_LOG("mdev group %d", self->group_id);
-	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER,
-			    (unsigned long)&self->container));
+	self->container = fixture_container(_metadata);
+	self->group = vfio_open_viable_group(self->mdev.group_id);
+	ASSERT_GE(self->group, 0) TH_LOG("mdev group %d", self->mdev.group_id);
+	fixture_join(_metadata, self->group, self->container);
 }
 
 FIXTURE_TEARDOWN(emu)
 {
-	char path[PATH_MAX];
-
-	if (self->dev >= 0)
-		close(self->dev);
-	if (self->edu_group >= 0)
-		close(self->edu_group);
-	if (self->group >= 0)
-		close(self->group);
-	if (self->container >= 0)
-		close(self->container);
+	close_fd(&self->mdev.fd);
+	close_fd(&self->edu_group);
+	close_fd(&self->group);
+	close_fd(&self->container);
 	if (self->buf)
 		munmap(self->buf, self->buf_len);
-	if (self->created) {
-		snprintf(path, sizeof(path), "/sys/bus/mdev/devices/%s/remove", self->uuid);
-		EXPECT_EQ(0, write_str(path, "1"));
-	}
+	EXPECT_EQ(0, trm_remove(&self->mdev));
 	leak_check(_metadata, &self->base);
 }
 
 /* Adds a single-device vfio-pci group to the container (mixed tests). */
 static void add_edu_group(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self)
 {
-	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
+	self->edu_group = fixture_group(_metadata, 0, NULL);
+	fixture_join(_metadata, self->edu_group, self->container);
+}
 
-	ASSERT_NE(NULL, g) TH_LOG("no single-device group bound to vfio-pci");
-	self->edu_group = vfio_open_viable_group(g->id);
-	ASSERT_GE(self->edu_group, 0);
-	ASSERT_EQ(0, xioctl(self->edu_group, VFIO_GROUP_SET_CONTAINER,
-			    (unsigned long)&self->container));
+/* Opens the mdev (the container's IOMMU already set) and finds its
+ * command region. */
+static void open_dev(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self)
+{
+	int fd = trm_open(&self->mdev, self->group);
+
+	ASSERT_GE(fd, 0) TH_LOG("mdev %s: %s", self->mdev.uuid, strerror(-fd));
 }
 
 /* SET_IOMMU, then opens the mdev (which registers it with the backend for
@@ -200,66 +95,50 @@ static void set_iommu_open_dev(struct __test_metadata *_metadata, FIXTURE_DATA(e
 	struct vfio_region_info reg = { .argsz = sizeof(reg), .index = 0 };
 
 	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, type));
-	self->dev = xioctl(self->group, VFIO_GROUP_GET_DEVICE_FD, (unsigned long)self->uuid);
-	ASSERT_GE(self->dev, 0);
-	ASSERT_EQ(0, xioctl(self->dev, VFIO_DEVICE_GET_INFO, (unsigned long)&info));
+	open_dev(_metadata, self);
+	ASSERT_EQ(0, xioctl(self->mdev.fd, VFIO_DEVICE_GET_INFO, (unsigned long)&info));
 	ASSERT_EQ(1U, info.num_regions);
-	ASSERT_EQ(0, xioctl(self->dev, VFIO_DEVICE_GET_REGION_INFO, (unsigned long)&reg));
+	ASSERT_EQ(0, xioctl(self->mdev.fd, VFIO_DEVICE_GET_REGION_INFO, (unsigned long)&reg));
 	ASSERT_GE(reg.size, sizeof(struct trm_cmd) + TRM_DATA_MAX);
-	self->region = reg.offset;
 }
 
 /* Runs one driver command; returns the vfio call's result (r->ret). */
-static long trm_run(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
+static long emu_run(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
 		    uint32_t op, uint64_t iova, int32_t npage, uint32_t prot,
 		    const void *data, uint32_t len, struct trm_result *r)
 {
-	static union {
-		struct trm_cmd c;
-		uint8_t bytes[sizeof(struct trm_cmd) + TRM_DATA_MAX];
-	} u;
 	static struct trm_result scratch;
-	size_t n = sizeof(u.c);
+	int err;
 
 	if (!r)
 		r = &scratch;
-	memset(&u.c, 0, sizeof(u.c));
-	u.c.op = op;
-	u.c.iova = iova;
-	u.c.npage = npage;
-	u.c.prot = prot;
-	u.c.len = len;
-	if (data) {
-		memcpy(u.c.data, data, len);
-		n += len;
-	}
-	ASSERT_EQ((ssize_t)n, pwrite(self->dev, &u, n, self->region)) TH_LOG("op %u: %m", op);
-	ASSERT_EQ((ssize_t)sizeof(*r), pread(self->dev, r, sizeof(*r), self->region));
+	err = trm_run(&self->mdev, op, iova, npage, prot, data, len, r);
+	ASSERT_EQ(0, err) TH_LOG("op %u: %s", op, strerror(-err));
 	return r->ret;
 }
 
 static long pin(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
 		uint64_t iova, int npage, uint32_t prot, struct trm_result *r)
 {
-	return trm_run(_metadata, self, TRM_OP_PIN, iova, npage, prot, NULL, 0, r);
+	return emu_run(_metadata, self, TRM_OP_PIN, iova, npage, prot, NULL, 0, r);
 }
 
 static long unpin(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
 		  uint64_t iova, int npage)
 {
-	return trm_run(_metadata, self, TRM_OP_UNPIN, iova, npage, 0, NULL, 0, NULL);
+	return emu_run(_metadata, self, TRM_OP_UNPIN, iova, npage, 0, NULL, 0, NULL);
 }
 
 static long dma_write(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
 		      uint64_t iova, const void *data, uint32_t len)
 {
-	return trm_run(_metadata, self, TRM_OP_DMA_WRITE, iova, 0, 0, data, len, NULL);
+	return emu_run(_metadata, self, TRM_OP_DMA_WRITE, iova, 0, 0, data, len, NULL);
 }
 
 static long dma_read(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
 		     uint64_t iova, uint32_t len, struct trm_result *r)
 {
-	return trm_run(_metadata, self, TRM_OP_DMA_READ, iova, 0, 0, NULL, len, r);
+	return emu_run(_metadata, self, TRM_OP_DMA_READ, iova, 0, 0, NULL, len, r);
 }
 
 /* The device's counters (.dma_unmap calls etc.). */
@@ -267,7 +146,7 @@ static struct trm_result *counters(struct __test_metadata *_metadata, FIXTURE_DA
 {
 	static struct trm_result r;
 
-	trm_run(_metadata, self, TRM_OP_NOP, 0, 0, 0, NULL, 0, &r);
+	emu_run(_metadata, self, TRM_OP_NOP, 0, 0, 0, NULL, 0, &r);
 	return &r;
 }
 
@@ -380,7 +259,7 @@ TEST_F(emu, pin_unpin)
 	lck = vmlck_kb();
 
 	memcpy(buf + 2 * ps, "emulated-iommu pin test", 24);
-	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 2 * ps, 4, PROT_IOMMU_READ | PROT_IOMMU_WRITE,
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 2 * ps, 4, TRM_PROT_READ | TRM_PROT_WRITE,
 			 &r));
 	EXPECT_EQ(4, r.pinned);
 	EXPECT_EQ(0, memcmp(r.data, buf + 2 * ps, TRM_PEEK_BYTES));
@@ -390,10 +269,10 @@ TEST_F(emu, pin_unpin)
 	/* Same pages again (read-only prot is a subset of the mapping's):
 	 * references only, no new pin or accounting. Overlapping by one more
 	 * page pins that one. */
-	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 2 * ps, 4, PROT_IOMMU_READ, &r));
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 2 * ps, 4, TRM_PROT_READ, &r));
 	EXPECT_EQ(pins + 4, pins_outstanding());
 	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
-	ASSERT_EQ(2, pin(_metadata, self, IOVA_BASE + 5 * ps, 2, PROT_IOMMU_READ, &r));
+	ASSERT_EQ(2, pin(_metadata, self, IOVA_BASE + 5 * ps, 2, TRM_PROT_READ, &r));
 	EXPECT_EQ(pins + 5, pins_outstanding());
 	EXPECT_EQ(lck + 5 * ps / 1024, vmlck_kb());
 
@@ -508,9 +387,9 @@ TEST_F(emu, unmap_notifies)
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + map_size(), buf + map_size(),
 			     map_size(), DMA_RW));
-	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 3 * ps, 4, PROT_IOMMU_WRITE, NULL));
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 3 * ps, 4, TRM_PROT_WRITE, NULL));
 	/* A second reference on one page: the device must drop both. */
-	ASSERT_EQ(1, pin(_metadata, self, IOVA_BASE + 3 * ps, 1, PROT_IOMMU_READ, NULL));
+	ASSERT_EQ(1, pin(_metadata, self, IOVA_BASE + 3 * ps, 1, TRM_PROT_READ, NULL));
 	EXPECT_EQ(pins + 4, pins_outstanding());
 	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
 
@@ -532,11 +411,11 @@ TEST_F(emu, unmap_notifies)
 	EXPECT_EQ(lck, vmlck_kb());
 
 	/* The pinned mapping is the second one now; UNMAP_ALL notifies too. */
-	ASSERT_EQ(0, trm_run(_metadata, self, TRM_OP_RESET_COUNTERS, 0, 0, 0, NULL, 0, NULL));
+	ASSERT_EQ(0, emu_run(_metadata, self, TRM_OP_RESET_COUNTERS, 0, 0, 0, NULL, 0, NULL));
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + map_size(), buf + map_size(),
 			     map_size(), DMA_RW));
-	ASSERT_EQ(2, pin(_metadata, self, IOVA_BASE + map_size() + ps, 2, PROT_IOMMU_READ, NULL));
+	ASSERT_EQ(2, pin(_metadata, self, IOVA_BASE + map_size() + ps, 2, TRM_PROT_READ, NULL));
 	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
 	EXPECT_EQ(2 * map_size(), sz);
 	c = counters(_metadata, self);
@@ -569,24 +448,24 @@ TEST_F(emu, errors)
 	pins = pins_outstanding();
 	lck = vmlck_kb();
 
-	EXPECT_EQ(-EINVAL, pin(_metadata, self, IOVA_BASE - ps, 1, PROT_IOMMU_READ, NULL));
+	EXPECT_EQ(-EINVAL, pin(_metadata, self, IOVA_BASE - ps, 1, TRM_PROT_READ, NULL));
 	EXPECT_EQ(-EINVAL, pin(_metadata, self, IOVA_BASE + map_size() - 2 * ps, 3,
-			       PROT_IOMMU_READ, NULL));
+			       TRM_PROT_READ, NULL));
 	EXPECT_EQ(pins, pins_outstanding());
 	EXPECT_EQ(lck, vmlck_kb());
 	EXPECT_EQ(-EPERM, pin(_metadata, self, IOVA_BASE + 2 * map_size(), 1,
-			      PROT_IOMMU_WRITE, NULL));
+			      TRM_PROT_WRITE, NULL));
 	EXPECT_EQ(-EPERM, pin(_metadata, self, IOVA_BASE + 2 * map_size(), 1,
-			      PROT_IOMMU_READ | PROT_IOMMU_WRITE, NULL));
+			      TRM_PROT_READ | TRM_PROT_WRITE, NULL));
 	EXPECT_EQ(0, pins_outstanding() - pins);
-	EXPECT_EQ(-EINVAL, pin(_metadata, self, IOVA_BASE, 0, PROT_IOMMU_READ, NULL));
+	EXPECT_EQ(-EINVAL, pin(_metadata, self, IOVA_BASE, 0, TRM_PROT_READ, NULL));
 	EXPECT_EQ(-E2BIG, pin(_metadata, self, IOVA_BASE,
-			      (int)(page_size() / sizeof(long)) + 1, PROT_IOMMU_READ, NULL));
+			      (int)(page_size() / sizeof(long)) + 1, TRM_PROT_READ, NULL));
 
 	/* Pages 2..3 of the mapping lose their memory: pinning 0..3 pins 0
 	 * and 1, fails on 2 with -EFAULT and unpins 0 and 1 again. */
 	ASSERT_EQ(0, munmap(buf + 2 * ps, 2 * ps));
-	EXPECT_EQ(-EFAULT, pin(_metadata, self, IOVA_BASE, 4, PROT_IOMMU_READ, NULL));
+	EXPECT_EQ(-EFAULT, pin(_metadata, self, IOVA_BASE, 4, TRM_PROT_READ, NULL));
 	EXPECT_EQ(pins, pins_outstanding());
 	EXPECT_EQ(lck, vmlck_kb());
 
@@ -611,8 +490,8 @@ TEST_F(emu, pin_type1_v1)
 	EXPECT_EQ(0, xioctl(self->container, VFIO_CHECK_EXTENSION, VFIO_UPDATE_VADDR));
 	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
-	EXPECT_EQ(-EACCES, pin(_metadata, self, IOVA_BASE, 4, PROT_IOMMU_READ, NULL));
-	EXPECT_EQ(-EACCES, pin(_metadata, self, 0, 1, PROT_IOMMU_READ, NULL));
+	EXPECT_EQ(-EACCES, pin(_metadata, self, IOVA_BASE, 4, TRM_PROT_READ, NULL));
+	EXPECT_EQ(-EACCES, pin(_metadata, self, 0, 1, TRM_PROT_READ, NULL));
 	/* dma_rw has no such restriction. */
 	EXPECT_EQ(0, dma_read(_metadata, self, IOVA_BASE, 16, &r));
 	EXPECT_EQ(0, memcmp(r.data, buf, 16));
@@ -646,7 +525,7 @@ TEST_F(emu, mixed_container)
 	EXPECT_EQ(pins + NPAGE_MAP, pins_outstanding());
 	EXPECT_EQ(lck + NPAGE_MAP * ps / 1024, vmlck_kb());
 
-	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 4 * ps, 4, PROT_IOMMU_READ | PROT_IOMMU_WRITE,
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 4 * ps, 4, TRM_PROT_READ | TRM_PROT_WRITE,
 			 &r));
 	EXPECT_EQ(0, memcmp(r.data, buf + 4 * ps, TRM_PEEK_BYTES));
 	EXPECT_EQ(pins + NPAGE_MAP + 4, pins_outstanding());
@@ -687,7 +566,7 @@ TEST_F(emu, mixed_detach_reaccounts)
 	pins = pins_outstanding();
 	lck = vmlck_kb();
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
-	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE, 4, PROT_IOMMU_READ, NULL));
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE, 4, TRM_PROT_READ, NULL));
 	EXPECT_EQ(pins + NPAGE_MAP + 4, pins_outstanding());
 	EXPECT_EQ(lck + NPAGE_MAP * ps / 1024, vmlck_kb());
 
@@ -697,7 +576,7 @@ TEST_F(emu, mixed_detach_reaccounts)
 	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
 	EXPECT_EQ(0, xioctl(self->container, VFIO_CHECK_EXTENSION, VFIO_UPDATE_VADDR));
 
-	ASSERT_EQ(2, pin(_metadata, self, IOVA_BASE + 8 * ps, 2, PROT_IOMMU_READ, NULL));
+	ASSERT_EQ(2, pin(_metadata, self, IOVA_BASE + 8 * ps, 2, TRM_PROT_READ, NULL));
 	EXPECT_EQ(pins + 6, pins_outstanding());
 	EXPECT_EQ(lck + 6 * ps / 1024, vmlck_kb());
 
@@ -752,7 +631,7 @@ TEST_F(emu, dirty_exactly_what_devices_touched)
 	/* page 3; pages 5 and 6 (a write across the boundary); a pin of 9 */
 	ASSERT_EQ(0, dma_write(_metadata, self, IOVA_BASE + 3 * ps + 100, "x", 1));
 	ASSERT_EQ(0, dma_write(_metadata, self, IOVA_BASE + 6 * ps - 2, "abcd", 4));
-	ASSERT_EQ(1, pin(_metadata, self, IOVA_BASE + 9 * ps, 1, PROT_IOMMU_READ, NULL));
+	ASSERT_EQ(1, pin(_metadata, self, IOVA_BASE + 9 * ps, 1, TRM_PROT_READ, NULL));
 	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
 	EXPECT_EQ((1ULL << 3) | (1ULL << 5) | (1ULL << 6) | (1ULL << 9), w);
 	/* Reported writes are forgotten; the pinned page stays dirty. */
@@ -783,7 +662,7 @@ TEST_F(emu, iommu_group_joins_later)
 	lck = vmlck_kb();
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
 	EXPECT_EQ(pins, pins_outstanding());
-	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE, 4, PROT_IOMMU_READ, NULL));
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE, 4, TRM_PROT_READ, NULL));
 	EXPECT_EQ(pins + 4, pins_outstanding());
 	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
 
@@ -823,7 +702,7 @@ TEST_F(emu, attach_with_invalid_vaddr)
 	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(),
 			       VFIO_DMA_UNMAP_FLAG_VADDR, NULL));
 
-	self->group = vfio_open_viable_group(self->group_id);
+	self->group = vfio_open_viable_group(self->mdev.group_id);
 	ASSERT_GE(self->group, 0);
 	EXPECT_EQ(-EBUSY, xioctl(self->group, VFIO_GROUP_SET_CONTAINER,
 				 (unsigned long)&self->container));
@@ -833,6 +712,300 @@ TEST_F(emu, attach_with_invalid_vaddr)
 			    (unsigned long)&self->container));
 	EXPECT_EQ(0, xioctl(self->container, VFIO_CHECK_EXTENSION, VFIO_UPDATE_VADDR));
 	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+}
+
+/* --- regression tests (see also regress_test.c) ------------------------ */
+
+/*
+ * R3. A vaddr-invalid mapping removed by a plain unmap no longer counts as
+ * invalid: vfio_remove_dma() decrements vaddr_invalid_count. So an
+ * emulated group may join afterwards (vfio_iommu_type1_attach_group()
+ * only refuses while the count is non-zero) and pin_pages / dma_rw, which
+ * answer -EBUSY while it is, work. vfio-type1-rs leaked the count.
+ */
+TEST_F(emu, vaddr_invalid_unmapped_then_pin_regress)
+{
+	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
+	long ps = page_size();
+	struct trm_result r;
+	uint8_t *buf;
+
+	ASSERT_NE(NULL, g);
+	/* VADDR invalidation is refused with an emulated group attached:
+	 * the mdev group joins only after the dance. */
+	close(self->group);
+	self->group = -1;
+	self->edu_group = vfio_open_viable_group(g->id);
+	ASSERT_GE(self->edu_group, 0);
+	ASSERT_EQ(0, xioctl(self->edu_group, VFIO_GROUP_SET_CONTAINER,
+			    (unsigned long)&self->container));
+	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(),
+			       VFIO_DMA_UNMAP_FLAG_VADDR, NULL));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+
+	self->group = vfio_open_viable_group(self->mdev.group_id);
+	ASSERT_GE(self->group, 0);
+	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER,
+			    (unsigned long)&self->container));
+	open_dev(_metadata, self);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	EXPECT_EQ(2, pin(_metadata, self, IOVA_BASE + ps, 2, TRM_PROT_READ, &r));
+	EXPECT_EQ(0, memcmp(r.data, buf + ps, TRM_PEEK_BYTES));
+	EXPECT_EQ(0, dma_write(_metadata, self, IOVA_BASE + 3 * ps, "rw", 3));
+	EXPECT_EQ(0, memcmp(buf + 3 * ps, "rw", 3));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+	EXPECT_EQ(0, counters(_metadata, self)->pinned);
+}
+
+/*
+ * R4. Dirty scope when the IOMMU-backed group leaves a mixed container:
+ * while it is there every page is dirty (update_user_bitmap(), a non
+ * pinned-scope group); when it leaves, vfio_iommu_type1_detach_group()
+ * promotes the scope and, tracking being on, marks every page of every
+ * mapping dirty (vfio_iommu_populate_bitmap_full()): what the device wrote
+ * since the last report is unknown. The report after that holds only what
+ * the emulated device pinned or wrote.
+ */
+TEST_F(emu, dirty_full_when_iommu_group_leaves_regress)
+{
+	uint64_t all = (1ULL << NPAGE_MAP) - 1, w;
+	long ps = page_size();
+	uint8_t *buf;
+
+	add_edu_group(_metadata, self);
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	ASSERT_EQ(0, dirty_op(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START));
+	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
+	EXPECT_EQ(all, w);
+	ASSERT_EQ(1, pin(_metadata, self, IOVA_BASE + 9 * ps, 1, TRM_PROT_READ, NULL));
+	ASSERT_EQ(0, dma_write(_metadata, self, IOVA_BASE + 3 * ps, "x", 1));
+	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
+	EXPECT_EQ(all, w);
+
+	ASSERT_EQ(0, xioctl(self->edu_group, VFIO_GROUP_UNSET_CONTAINER, 0));
+	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
+	EXPECT_EQ(all, w);
+	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
+	EXPECT_EQ(1ULL << 9, w);
+	ASSERT_EQ(0, dma_write(_metadata, self, IOVA_BASE + 5 * ps, "y", 1));
+	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
+	EXPECT_EQ((1ULL << 5) | (1ULL << 9), w);
+	ASSERT_EQ(0, dirty_op(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+}
+
+/*
+ * R5a. The top of the IOVA space, reachable only in an emulated-only
+ * container (no aperture). A mapping may end at 2^64 - 1
+ * (vfio_dma_do_map() checks iova + size - 1); a dma_rw ending exactly at
+ * 2^64 - 1 copies and succeeds (vfio_iommu_type1_dma_rw() advances
+ * user_iova to 0 with nothing left to copy); one running past it copies
+ * up to the top, then finds no mapping at iova 0: -EINVAL. A pin of the
+ * last page works; two pages from there overflow: -EOVERFLOW
+ * (vfio_iommu_type1_pin_pages()' check_add_overflow).
+ */
+TEST_F(emu, top_of_iova_space_regress)
+{
+	long ps = page_size();
+	uint64_t top = 0 - 2 * (uint64_t)ps, sz = 0;
+	static const uint8_t pat[16] = "0123456789abcdef";
+	struct trm_result r;
+	uint8_t *buf;
+
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, 2, PROT_READ | PROT_WRITE);
+	ASSERT_EQ(0, dma_map(self->container, top, buf, 2 * ps, DMA_RW));
+
+	EXPECT_EQ(0, dma_write(_metadata, self, -16ULL, pat, 16));
+	EXPECT_EQ(0, memcmp(buf + 2 * ps - 16, pat, 16));
+	EXPECT_EQ(0, dma_read(_metadata, self, -16ULL, 16, &r));
+	EXPECT_EQ(0, memcmp(r.data, pat, 16));
+	EXPECT_EQ(0, dma_read(_metadata, self, top, 2 * ps, &r));
+	EXPECT_EQ(0, memcmp(r.data, buf, 2 * ps));
+
+	memset(buf + 2 * ps - 8, 0, 8);
+	EXPECT_EQ(-EINVAL, dma_write(_metadata, self, -8ULL, pat, 16));
+	EXPECT_EQ(0, memcmp(buf + 2 * ps - 8, pat, 8));
+
+	EXPECT_EQ(1, pin(_metadata, self, -(uint64_t)ps, 1, TRM_PROT_READ, &r));
+	EXPECT_EQ(0, memcmp(r.data, buf + ps, TRM_PEEK_BYTES));
+	EXPECT_EQ(-EOVERFLOW, pin(_metadata, self, -(uint64_t)ps, 2, TRM_PROT_READ, NULL));
+	EXPECT_EQ(1, unpin(_metadata, self, -(uint64_t)ps, 1));
+	ASSERT_EQ(0, dma_unmap(self->container, top, 2 * ps, 0, &sz));
+	EXPECT_EQ(2 * (uint64_t)ps, sz);
+}
+
+/*
+ * R5b. A dma_rw running past 2^64 - 1 with a mapping at iova 0: the C
+ * module's vfio_iommu_type1_dma_rw() advances user_iova by each chunk, so
+ * it wraps to 0 and the copy goes on into the mapping there: the transfer
+ * succeeds, its tail written at iova 0. A quirk rather than a hole (both
+ * mappings are the caller's), kept for an identical ABI.
+ */
+TEST_F(emu, dma_rw_wraps_past_top_regress)
+{
+	long ps = page_size();
+	static const uint8_t pat[16] = "0123456789abcdef";
+	struct trm_result r;
+	uint8_t *buf;
+
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, 2, PROT_READ | PROT_WRITE);
+	ASSERT_EQ(0, dma_map(self->container, -(uint64_t)ps, buf + ps, ps, DMA_RW));
+	ASSERT_EQ(0, dma_map(self->container, 0, buf, ps, DMA_RW));
+	memset(buf, 0, 8);
+	memset(buf + 2 * ps - 8, 0, 8);
+	EXPECT_EQ(0, dma_write(_metadata, self, -8ULL, pat, 16));
+	EXPECT_EQ(0, memcmp(buf + 2 * ps - 8, pat, 8));
+	EXPECT_EQ(0, memcmp(buf, pat + 8, 8));
+	EXPECT_EQ(0, dma_read(_metadata, self, -8ULL, 16, &r));
+	EXPECT_EQ(0, memcmp(r.data, pat, 16));
+	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, NULL));
+}
+
+/*
+ * R5c. A driver-supplied IOVA need not be page aligned. The C module's
+ * vfio_iommu_type1_pin_pages() looks the page up with
+ * vfio_find_dma(iova, PAGE_SIZE), which matches a mapping starting inside
+ * [iova, iova + PAGE_SIZE): for iova = X - PAGE_SIZE/2 below a mapping at
+ * X it pins dma->vaddr - PAGE_SIZE/2, i.e. the user page before the
+ * mapping's memory (a C bug: memory never mapped for DMA). vfio-type1-rs
+ * refuses: no mapping holds iova, -EINVAL.
+ */
+TEST_F(emu, pin_unaligned_below_mapping_regress)
+{
+	long pins, lck, ps = page_size();
+	struct trm_result r;
+	uint8_t *buf;
+
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	/* Page 0 of buf is not mapped for DMA; pages 1.. are, at IOVA_BASE. */
+	buf = test_buf(_metadata, self, NPAGE_MAP + 1, PROT_READ | PROT_WRITE);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf + ps, map_size(), DMA_RW));
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	EXPECT_EQ(BUG_C(1, -EINVAL), pin(_metadata, self, IOVA_BASE - ps / 2, 1,
+					   TRM_PROT_READ, &r));
+	if (backend_is_c()) {
+		/* The page before the mapping, pinned and accounted. */
+		EXPECT_EQ(0, memcmp(r.data, buf, TRM_PEEK_BYTES));
+		EXPECT_EQ(pins + 1, pins_outstanding());
+		EXPECT_EQ(lck + ps / 1024, vmlck_kb());
+		/* The unmap notice only covers the mapping: the device must
+		 * unpin it itself (type1 BUG()s after ten notices otherwise). */
+		ASSERT_EQ(1, unpin(_metadata, self, IOVA_BASE - ps / 2, 1));
+	}
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+	ASSERT_EQ(0, counters(_metadata, self)->pinned);
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+}
+
+/*
+ * R2b. The last page of the address space as vaddr, in an emulated-only
+ * container: vaddr + size - 1 does not overflow and nothing is pinned at
+ * map time (vfio_dma_do_map() only records the range), so MAP_DMA
+ * succeeds; pinning it fails in vaddr_get_pfns() (-EFAULT), dma_rw in
+ * copy_from_user() (-EFAULT). vfio-type1-rs answered -EOVERFLOW.
+ */
+TEST_F(emu, map_last_vaddr_page_regress)
+{
+	long ps = page_size();
+	void *last = (void *)(uintptr_t)-(uint64_t)ps;
+	struct trm_result r;
+
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, last, ps, DMA_RW));
+	EXPECT_EQ(-EFAULT, pin(_metadata, self, IOVA_BASE, 1, TRM_PROT_READ, NULL));
+	EXPECT_EQ(-EFAULT, dma_read(_metadata, self, IOVA_BASE, 16, &r));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, ps, 0, NULL));
+}
+
+/*
+ * R6. When the last IOMMU-backed group leaves a container that keeps an
+ * emulated group, vfio_iommu_type1_detach_group() widens the aperture to
+ * [0, 2^64 - 1] (vfio_iommu_aper_expand()) and rebuilds the valid ranges
+ * with no reserved region left (vfio_iommu_resv_refresh()): GET_INFO then
+ * reports an IOVA_RANGE capability with exactly one range [0, 2^64 - 1]
+ * (a container that never had an IOMMU group reports none).
+ */
+TEST_F(emu, iova_range_after_iommu_group_leaves_regress)
+{
+	char info[4096];
+	struct vfio_iommu_type1_info_cap_iova_range *cap;
+
+	add_edu_group(_metadata, self);
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	ASSERT_EQ(0, iommu_get_info(self->container, info, sizeof(info)));
+	ASSERT_NE(NULL, iommu_info_cap(info, sizeof(info), VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE));
+
+	ASSERT_EQ(0, xioctl(self->edu_group, VFIO_GROUP_UNSET_CONTAINER, 0));
+	ASSERT_EQ(0, iommu_get_info(self->container, info, sizeof(info)));
+	cap = (void *)iommu_info_cap(info, sizeof(info), VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE);
+	ASSERT_NE(NULL, cap);
+	ASSERT_EQ(1U, cap->nr_iovas);
+	EXPECT_EQ(0ULL, cap->iova_ranges[0].start);
+	EXPECT_EQ(~0ULL, cap->iova_ranges[0].end);
+}
+
+/* Drops CAP_IPC_LOCK (so that RLIMIT_MEMLOCK applies); 0 or -errno. The
+ * test runs in a process of its own: the capability is not needed back. */
+static int drop_ipc_lock(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data))
+		return -errno;
+	data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+	data[CAP_TO_INDEX(CAP_IPC_LOCK)].permitted &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+	data[CAP_TO_INDEX(CAP_IPC_LOCK)].inheritable &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+	return syscall(SYS_capset, &hdr, data) ? -errno : 0;
+}
+
+/*
+ * R7. Replay against RLIMIT_MEMLOCK: in an emulated-only container the k
+ * pages the device pinned are charged to locked_vm; when an IOMMU-backed
+ * group joins, vfio_iommu_replay() pins the whole mapping and
+ * vfio_pin_pages_remote() charges only the pages not already pinned
+ * externally (acct_pages -= vpfn_pages()). With RLIMIT_MEMLOCK exactly the
+ * mapping's size the join succeeds and locked_vm is exactly the mapping;
+ * one more page is then refused. vfio-type1-rs charged the k pages twice
+ * and the join failed with -ENOMEM.
+ */
+TEST_F(emu, replay_device_pins_rlimit_regress)
+{
+	long pins, lck, ps = page_size();
+	struct rlimit rl;
+	uint8_t *buf;
+
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	/* Before MAP_DMA: each mapping records capable(CAP_IPC_LOCK). */
+	ASSERT_EQ(0, drop_ipc_lock());
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 2 * ps, 4, TRM_PROT_READ, NULL));
+	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
+	rl.rlim_cur = rl.rlim_max = lck * 1024 + map_size();
+	ASSERT_EQ(0, setrlimit(RLIMIT_MEMLOCK, &rl));
+
+	add_edu_group(_metadata, self);
+	EXPECT_EQ(pins + NPAGE_MAP + 4, pins_outstanding());
+	EXPECT_EQ(lck + NPAGE_MAP * ps / 1024, vmlck_kb());
+	/* The limit is reached: one more page (pinned and charged by the
+	 * IOMMU domain now) is refused. */
+	EXPECT_EQ(-ENOMEM, dma_map(self->container, IOVA_BASE + map_size(), buf, ps, DMA_RW));
+	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, NULL));
+	EXPECT_EQ(4, counters(_metadata, self)->unmap_unpinned);
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
 }
 
 TEST_HARNESS_MAIN

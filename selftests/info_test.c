@@ -7,8 +7,7 @@
  * no locked_vm and no module reference.
  */
 #include "kselftest_harness.h"
-#include "vfio_util.h"
-#include "leak_util.h"
+#include "fixture.h"
 
 #include <stddef.h>
 
@@ -16,7 +15,6 @@
 #define CAP_MIG_SZ 32		/* sizeof(cap_migration), 8-aligned */
 #define CAP_AVAIL_SZ 16		/* sizeof(dma_avail) = 12, aligned up to 8 */
 #define INFO_FLAGS (uint32_t)(VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS)
-#define IOVA_BASE 0x10000000ULL	/* valid on both arches (checked) */
 
 /* VFIO_CHECK_EXTENSION(VFIO_DMA_CC_IOMMU) on this hardware: 1 only when
  * every domain enforces cache coherency. QEMU's intel-iommu does not offer
@@ -33,30 +31,23 @@ FIXTURE(info) {
 
 FIXTURE_SETUP(info)
 {
-	ASSERT_EQ(0, backend_refcnt()) TH_LOG("backend %s not loaded or in use", backend_module());
+	self->container = self->group = -1;
+	backend_assert_idle(_metadata);
 	leak_baseline_take(_metadata, &self->base);
-	self->group = -1;
-	self->container = open("/dev/vfio/vfio", O_RDWR);
-	ASSERT_GE(self->container, 0);
-	self->g = vfio_test_group_find(1, 0);
-	ASSERT_NE(NULL, self->g) TH_LOG("no single-device group bound to vfio-pci");
-	self->group = vfio_open_viable_group(self->g->id);
-	ASSERT_GE(self->group, 0);
+	fixture_open(_metadata, &self->container, &self->group, &self->g, false, 0);
 }
 
 FIXTURE_TEARDOWN(info)
 {
-	if (self->group >= 0)
-		close(self->group);
-	if (self->container >= 0)
-		close(self->container);
+	close_fd(&self->group);
+	close_fd(&self->container);
 	leak_check(_metadata, &self->base);
 }
 
 static void join_and_set(struct __test_metadata *_metadata, FIXTURE_DATA(info) *self,
 			 unsigned long type)
 {
-	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
+	fixture_join(_metadata, self->group, self->container);
 	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, type));
 }
 

@@ -9,30 +9,13 @@
  * intremap=off); otherwise interrupt remapping (or an isolating ITS) is there.
  */
 #include "kselftest_harness.h"
-#include "vfio_util.h"
-#include "leak_util.h"
+#include "fixture.h"
 
 static bool no_irq_remap(void)
 {
 	const char *v = getenv("VFIO_TEST_NO_IRQ_REMAP");
 
 	return v && !strcmp(v, "1");
-}
-
-/* A bool module parameter reads as Y or N; -1 if unreadable. */
-static long bool_param_read(const char *param)
-{
-	char path[256], c = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/module/%s/parameters/%s", backend_module(), param);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, " %c", &c) != 1)
-		c = 0;
-	fclose(f);
-	return c == 'Y' ? 1 : c == 'N' ? 0 : -1;
 }
 
 FIXTURE(isolation) {
@@ -43,23 +26,17 @@ FIXTURE(isolation) {
 
 FIXTURE_SETUP(isolation)
 {
-	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
-
+	self->container = self->group = -1;
 	leak_baseline_take(_metadata, &self->base);
-	self->old_param = bool_param_read("allow_unsafe_interrupts");
+	self->old_param = backend_param_read_bool("allow_unsafe_interrupts");
 	ASSERT_GE(self->old_param, 0);
-	ASSERT_NE(NULL, g);
-	self->container = open("/dev/vfio/vfio", O_RDWR);
-	ASSERT_GE(self->container, 0);
-	self->group = vfio_open_viable_group(g->id);
-	ASSERT_GE(self->group, 0);
-	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
+	fixture_open(_metadata, &self->container, &self->group, NULL, true, 0);
 }
 
 FIXTURE_TEARDOWN(isolation)
 {
-	close(self->group);
-	close(self->container);
+	close_fd(&self->group);
+	close_fd(&self->container);
 	backend_param_write("allow_unsafe_interrupts", self->old_param);
 	leak_check(_metadata, &self->base);
 }
@@ -67,7 +44,7 @@ FIXTURE_TEARDOWN(isolation)
 TEST_F(isolation, default_policy)
 {
 	ASSERT_EQ(0, backend_param_write("allow_unsafe_interrupts", 0));
-	ASSERT_EQ(0, bool_param_read("allow_unsafe_interrupts"));
+	ASSERT_EQ(0, backend_param_read_bool("allow_unsafe_interrupts"));
 	if (no_irq_remap()) {
 		EXPECT_EQ(-EPERM, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
 		/* Nothing is left behind: the container can still be set later. */

@@ -10,19 +10,13 @@
  * module is unreferenced.
  */
 #include "kselftest_harness.h"
-#include "vfio_util.h"
-#include "leak_util.h"
+#include "fixture.h"
 
 #include <stddef.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <linux/capability.h>
 
-#ifndef MAP_HUGE_2MB
-#define MAP_HUGE_2MB (21 << 26)
-#endif
-
-#define IOVA_BASE 0x10000000ULL	/* in a valid range on both arches */
 #define MAP_MINSZ offsetofend_(struct vfio_iommu_type1_dma_map, size)
 #define UNMAP_MINSZ offsetofend_(struct vfio_iommu_type1_dma_unmap, size)
 #define offsetofend_(T, m) (offsetof(T, m) + sizeof(((T *)0)->m))
@@ -59,26 +53,18 @@ FIXTURE_SETUP(map)
 	self->old_limit = -1;
 	self->old_nr_huge = -1;
 	self->huge = NULL;
-	self->group = -1;
-	ASSERT_EQ(0, backend_refcnt()) TH_LOG("backend %s not loaded or in use", backend_module());
+	self->container = self->group = -1;
+	backend_assert_idle(_metadata);
 	leak_baseline_take(_metadata, &self->base);
-	self->container = open("/dev/vfio/vfio", O_RDWR);
-	ASSERT_GE(self->container, 0);
-	self->g = vfio_test_group_find(1, 0);
-	ASSERT_NE(NULL, self->g) TH_LOG("no single-device group bound to vfio-pci");
-	self->group = vfio_open_viable_group(self->g->id);
-	ASSERT_GE(self->group, 0);
-	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
+	fixture_open(_metadata, &self->container, &self->group, &self->g, true, 0);
 }
 
 FIXTURE_TEARDOWN(map)
 {
 	if (self->old_limit >= 0)
 		EXPECT_EQ(0, backend_param_write("dma_entry_limit", self->old_limit));
-	if (self->group >= 0)
-		close(self->group);
-	if (self->container >= 0)
-		close(self->container);
+	close_fd(&self->group);
+	close_fd(&self->container);
 	if (self->huge)
 		munmap(self->huge, self->huge_len);
 	if (self->old_nr_huge >= 0)

@@ -6,8 +6,7 @@
  * device writes.
  */
 #include "kselftest_harness.h"
-#include "vfio_util.h"
-#include "leak_util.h"
+#include "fixture.h"
 
 FIXTURE(pfnmap) {
 	int container, group, device;
@@ -18,17 +17,13 @@ FIXTURE(pfnmap) {
 
 FIXTURE_SETUP(pfnmap)
 {
-	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
+	const struct vfio_test_group *g;
 	struct vfio_region_info reg = { .argsz = sizeof(reg), .index = VFIO_PCI_BAR0_REGION_INDEX };
 
+	self->container = self->group = self->device = -1;
+	self->bar = MAP_FAILED;
 	leak_baseline_take(_metadata, &self->base);
-	ASSERT_NE(NULL, g);
-	self->container = open("/dev/vfio/vfio", O_RDWR);
-	ASSERT_GE(self->container, 0);
-	self->group = vfio_open_viable_group(g->id);
-	ASSERT_GE(self->group, 0);
-	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
-	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	fixture_open(_metadata, &self->container, &self->group, &g, true, VFIO_TYPE1v2_IOMMU);
 	self->device = xioctl(self->group, VFIO_GROUP_GET_DEVICE_FD, (unsigned long)g->dev[0]);
 	ASSERT_GE(self->device, 0);
 	ASSERT_EQ(0, xioctl(self->device, VFIO_DEVICE_GET_REGION_INFO, (unsigned long)&reg));
@@ -40,10 +35,11 @@ FIXTURE_SETUP(pfnmap)
 
 FIXTURE_TEARDOWN(pfnmap)
 {
-	munmap(self->bar, self->bar_size);
-	close(self->device);
-	close(self->group);
-	close(self->container);
+	if (self->bar != MAP_FAILED)
+		munmap(self->bar, self->bar_size);
+	close_fd(&self->device);
+	close_fd(&self->group);
+	close_fd(&self->container);
 	leak_check(_metadata, &self->base);
 }
 
@@ -51,15 +47,14 @@ TEST_F(pfnmap, map_bar_without_pinning)
 {
 	long pins = pins_outstanding(), vmlck = vmlck_kb();
 
-	ASSERT_EQ(0, dma_map(self->container, 0x40000000, self->bar, self->bar_size,
-			     VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_1G, self->bar, self->bar_size, DMA_RW));
 	EXPECT_EQ(pins, pins_outstanding());
 	EXPECT_EQ(vmlck, vmlck_kb());
-	EXPECT_EQ(-EEXIST, dma_map(self->container, 0x40000000, self->bar, 0x1000,
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_1G, self->bar, 0x1000,
 				   VFIO_DMA_MAP_FLAG_READ));
 	uint64_t unmapped = 0;
 
-	EXPECT_EQ(0, dma_unmap(self->container, 0x40000000, self->bar_size, 0, &unmapped));
+	EXPECT_EQ(0, dma_unmap(self->container, IOVA_1G, self->bar_size, 0, &unmapped));
 	EXPECT_EQ(self->bar_size, unmapped);
 }
 
@@ -73,10 +68,9 @@ TEST_F(pfnmap, readonly_bar_refuses_write)
 	ASSERT_EQ(0, xioctl(self->device, VFIO_DEVICE_GET_REGION_INFO, (unsigned long)&reg));
 	ro = mmap(NULL, 0x1000, PROT_READ, MAP_SHARED, self->device, reg.offset);
 	ASSERT_NE(MAP_FAILED, ro);
-	EXPECT_EQ(-EFAULT, dma_map(self->container, 0x40000000, ro, 0x1000,
-				   VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE));
-	EXPECT_EQ(0, dma_map(self->container, 0x40000000, ro, 0x1000, VFIO_DMA_MAP_FLAG_READ));
-	EXPECT_EQ(0, dma_unmap(self->container, 0x40000000, 0x1000, 0, &unmapped));
+	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_1G, ro, 0x1000, DMA_RW));
+	EXPECT_EQ(0, dma_map(self->container, IOVA_1G, ro, 0x1000, VFIO_DMA_MAP_FLAG_READ));
+	EXPECT_EQ(0, dma_unmap(self->container, IOVA_1G, 0x1000, 0, &unmapped));
 	EXPECT_EQ(0x1000UL, unmapped);
 	munmap(ro, 0x1000);
 }
@@ -90,8 +84,7 @@ TEST_F(pfnmap, hole_in_range_fails_cleanly)
 	ASSERT_NE(MAP_FAILED, area);
 	munmap(area + 0x1000, 0x1000);
 	memset(area, 1, 0x1000);
-	r = dma_map(self->container, 0x40000000, area, 0x2000,
-		    VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
+	r = dma_map(self->container, IOVA_1G, area, 0x2000, DMA_RW);
 	EXPECT_EQ(-EFAULT, r);
 	munmap(area, 0x1000);
 }

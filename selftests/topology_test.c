@@ -7,33 +7,7 @@
  * On the C backend these tests skip: it has neither.
  */
 #include "kselftest_harness.h"
-#include "vfio_util.h"
-#include "leak_util.h"
-
-#define VIEW "/sys/kernel/debug/vfio_iommu_type1_rs/containers"
-
-static bool backend_is_rust(void)
-{
-	const char *b = getenv("VFIO_BACKEND");
-
-	return b && !strcmp(b, "rust");
-}
-
-/* Reads the whole view into buf; -errno on failure. */
-static int read_view(char *buf, size_t len)
-{
-	int fd = open(VIEW, O_RDONLY);
-	size_t off = 0;
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	while (off < len - 1 && (n = read(fd, buf + off, len - 1 - off)) > 0)
-		off += n;
-	buf[off] = 0;
-	close(fd);
-	return 0;
-}
+#include "fixture.h"
 
 FIXTURE(topology) {
 	int container;
@@ -45,25 +19,20 @@ FIXTURE_SETUP(topology)
 {
 	if (!backend_is_rust())
 		SKIP(return, "the C module has no debugfs view or trace events");
+	self->container = self->group[0] = self->group[1] = -1;
 	leak_baseline_take(_metadata, &self->base);
-	self->container = open("/dev/vfio/vfio", O_RDWR);
-	ASSERT_GE(self->container, 0);
-	for (int i = 0; i < 2; i++) {
-		const struct vfio_test_group *g = vfio_test_group_find(1, i);
-
-		ASSERT_NE(NULL, g) TH_LOG("need two single-device groups");
-		self->group[i] = vfio_open_viable_group(g->id);
-		ASSERT_GE(self->group[i], 0);
-	}
+	self->container = fixture_container(_metadata);
+	for (int i = 0; i < 2; i++)
+		self->group[i] = fixture_group(_metadata, i, NULL);
 }
 
 FIXTURE_TEARDOWN(topology)
 {
 	if (!backend_is_rust())
 		return;
-	close(self->group[0]);
-	close(self->group[1]);
-	close(self->container);
+	close_fd(&self->group[0]);
+	close_fd(&self->group[1]);
+	close_fd(&self->container);
 	leak_check(_metadata, &self->base);
 }
 
@@ -147,18 +116,6 @@ TEST_F(topology, hugepage_runs_follow_disable_hugepages)
 }
 
 #define TRACING "/sys/kernel/tracing"
-
-static int write_str(const char *path, const char *v)
-{
-	int fd = open(path, O_WRONLY | O_TRUNC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, v, strlen(v));
-	close(fd);
-	return n < 0 ? -errno : 0;
-}
 
 /* The trace events tell the attach/merge/replay/map/unmap/detach story. */
 TEST_F(topology, trace_events)

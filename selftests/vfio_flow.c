@@ -7,13 +7,10 @@
  *
  *   vfio_flow
  */
-#include <stdint.h>
-#include <sys/mman.h>
-#include "vfio_util.h"
+#include "fixture.h"
 #include "edu.h"
 
-#define IOVA 0x40000000ULL
-#define VIEW "/sys/kernel/debug/vfio_iommu_type1_rs/containers"
+#define IOVA IOVA_1G
 
 static int step_no;
 
@@ -29,7 +26,7 @@ static long step(const char *what, long ret)
 static void show_view(const char *when)
 {
 	char line[256];
-	FILE *f = fopen(VIEW, "r");
+	FILE *f = fopen(RS_VIEW, "r");
 
 	if (!f)
 		return;
@@ -83,12 +80,12 @@ int main(void)
 		return 1;
 	}
 
-	buf = mmap(NULL, 1 << 21, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	memset(buf, 0, 1 << 21);
+	buf = mmap(NULL, SZ_2M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(buf, 0, SZ_2M);
 	strcpy(buf, "hello from user memory, carried by the edu device's DMA");
 	map.vaddr = (uintptr_t)buf;
 	map.iova = IOVA;
-	map.size = 1 << 21;
+	map.size = SZ_2M;
 	map.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
 	if (step("VFIO_IOMMU_MAP_DMA(iova 1 GiB, 2 MiB, read+write): pin + map",
 		 xioctl(container, VFIO_IOMMU_MAP_DMA, (unsigned long)&map)) < 0)
@@ -105,12 +102,12 @@ int main(void)
 	}
 
 	snprintf(desc, sizeof(desc), "second group %d joins: merged onto the same domain", g1->id);
-	group2 = edu_group_attach(container, g1->id, 0);
+	group2 = vfio_group_attach(container, g1->id, 0);
 	step(desc, group2);
 	show_view("after the second group joined");
 
 	unmap.iova = IOVA;
-	unmap.size = 1 << 21;
+	unmap.size = SZ_2M;
 	step("VFIO_IOMMU_UNMAP_DMA(iova 1 GiB, 2 MiB): unmap, flush, unpin",
 	     xioctl(container, VFIO_IOMMU_UNMAP_DMA, (unsigned long)&unmap) ?: (long)unmap.size);
 	memset(buf + 8192, 0, 64);
