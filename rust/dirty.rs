@@ -185,7 +185,7 @@ impl ContainerInner {
             }
             report_mapping(bitmap, range.start(), m, pgshift, all_dirty)?;
             // Reported: start over (device-pinned pages stay dirty).
-            m.clear_dirty();
+            m.restart_dirty();
         }
         Ok(())
     }

@@ -153,12 +153,26 @@ impl Mapping {
             let mut words = KVVec::new();
             words.resize(npages.div_ceil(64), 0u64, GFP_KERNEL_ACCOUNT)?;
             self.dirty = Some(words);
+            self.mark_device_pinned();
         }
         Ok(())
     }
 
+    /// Marks the pages devices hold pinned now: they stay dirty until the
+    /// report after they are unpinned (C's vfio_dma_populate_bitmap, at
+    /// START and after each report).
+    fn mark_device_pinned(&mut self) {
+        let start = self.range.start();
+        if let Some(words) = self.dirty.as_mut() {
+            for iova in self.external.iovas() {
+                set_bit(words, iova.saturating_sub(start) >> PAGE_SHIFT);
+            }
+        }
+    }
+
     /// The pages to report dirty when no IOMMU-backed group can dirty any
-    /// page: those marked since the last report and those pinned by devices.
+    /// page: those written or pinned since the last report (or START), and
+    /// those pinned then (and since unpinned, or not).
     pub(crate) fn dirty_bits(&self) -> Result<KVVec<u64>> {
         let npages = self.npages()?;
         let mut words = KVVec::new();
@@ -177,10 +191,12 @@ impl Mapping {
         Ok(words)
     }
 
-    pub(crate) fn clear_dirty(&mut self) {
+    /// Reported: starts over with only the pages devices keep pinned.
+    pub(crate) fn restart_dirty(&mut self) {
         if let Some(d) = self.dirty.as_mut() {
             d.iter_mut().for_each(|w| *w = 0);
         }
+        self.mark_device_pinned();
     }
 
     /// The mapping's size in bytes.

@@ -38,11 +38,22 @@ const MAX_UNMAP_NOTICES: u32 = 10;
 
 /// What one locked pass of an unmap ended with.
 enum UnmapStep {
-    /// Done: this many bytes were unmapped (or invalidated).
+    /// Done: this many bytes were unmapped (or invalidated) in this pass.
     Done(u64),
-    /// Emulated devices hold pages of the mapping at `iova`, `size` bytes:
-    /// tell them, then try again.
-    NotifyFirst { iova: u64, size: u64 },
+    /// `bytes` were unmapped, then emulated devices hold pages of the
+    /// mapping at `iova`, `size` bytes: tell them, then go on.
+    NotifyFirst { iova: u64, size: u64, bytes: u64 },
+}
+
+/// What `report_and_remove` did.
+struct UnmapPass {
+    /// Mappings removed and their bytes.
+    removed: usize,
+    bytes: u64,
+    /// The mapping it stopped at because devices hold pages of it.
+    held: Option<(u64, u64)>,
+    /// A report that failed (the mappings before it stay removed).
+    result: Result,
 }
 
 impl Container {
@@ -102,11 +113,15 @@ impl Container {
     /// `EOVERFLOW`, `EBUSY` (VADDR with emulated groups; devices that keep
     /// pages pinned), `EFAULT` (bitmap).
     pub(super) fn unmap_dma(&self, req: &UnmapRequest) -> Result<u64> {
+        let mut total = 0u64;
         let mut last: Option<(u64, u32)> = None;
         loop {
             let (iova, size) = match self.unmap_locked(req)? {
-                UnmapStep::Done(bytes) => return Ok(bytes),
-                UnmapStep::NotifyFirst { iova, size } => (iova, size),
+                UnmapStep::Done(bytes) => return Ok(total.saturating_add(bytes)),
+                UnmapStep::NotifyFirst { iova, size, bytes } => {
+                    total = total.saturating_add(bytes);
+                    (iova, size)
+                }
             };
             let notices = match last {
                 Some((k, n)) if k == iova => n.saturating_add(1),
@@ -124,7 +139,9 @@ impl Container {
         }
     }
 
-    /// One pass of `unmap_dma` under the lock.
+    /// One pass of `unmap_dma` under the lock, in the C module's order: the
+    /// covered mappings one by one, each reported (with a bitmap) and then
+    /// removed, up to one that devices hold pages of.
     fn unmap_locked(&self, req: &UnmapRequest) -> Result<UnmapStep> {
         let mut inner = self.inner.lock();
         let range = inner.check_unmap(req, self.v2())?;
@@ -133,23 +150,23 @@ impl Container {
         if req.action == UnmapAction::InvalidateVaddr {
             return inner.invalidate_vaddrs(&keys).map(UnmapStep::Done);
         }
-        if let Some(m) = keys
-            .iter()
-            .filter_map(|k| inner.mappings.get(*k))
-            .find(|m| !m.external.is_empty())
-        {
-            return Ok(UnmapStep::NotifyFirst {
-                iova: m.range.start(),
-                size: m.size(),
-            });
-        }
         let base = match req.scope {
             UnmapScope::Range { iova, .. } | UnmapScope::All { iova, .. } => iova,
         };
-        let (done, bytes, result) = inner.report_and_remove(&keys, req.bitmap.as_ref(), base);
+        let pass = inner.report_and_remove(&keys, req.bitmap.as_ref(), base);
         drop(inner);
-        self.log_unmap(&range, done, bytes);
-        result.map(|()| UnmapStep::Done(bytes))
+        if pass.removed > 0 || pass.held.is_none() {
+            self.log_unmap(&range, pass.removed, pass.bytes);
+        }
+        pass.result?;
+        Ok(match pass.held {
+            Some((iova, size)) => UnmapStep::NotifyFirst {
+                iova,
+                size,
+                bytes: pass.bytes,
+            },
+            None => UnmapStep::Done(pass.bytes),
+        })
     }
 
     fn log_unmap(&self, range: &IovaRange, done: usize, bytes: u64) {
@@ -307,39 +324,40 @@ impl ContainerInner {
         Ok(bytes)
     }
 
-    /// Reports each mapping of `keys` into `bitmap` (if any), whose bit 0 is
-    /// `base`, then removes it. A report that faults stops there: the
-    /// mappings before stay removed, as in C. Returns how many mappings and
-    /// bytes were removed, and the report's result.
+    /// Reports each mapping of `keys` in turn into `bitmap` (if any), whose
+    /// bit 0 is `base`, until one that devices hold pages of or a report
+    /// that faults; then removes the mappings before that one (unmapped
+    /// from every domain with one IOTLB flush each, then unpinned).
     fn report_and_remove(
         &mut self,
         keys: &[u64],
         bitmap: Option<&uapi::UserBitmap>,
         base: u64,
-    ) -> (usize, u64, Result) {
-        let mut done = keys.len();
-        let mut result = Ok(());
-        if let Some(bm) = bitmap {
-            let all_dirty = !self.domains.is_empty();
-            let pgshift = self.min_pgsize().trailing_zeros();
-            for (i, k) in keys.iter().enumerate() {
-                let Some(m) = self.mappings.get(*k) else {
-                    continue;
-                };
+    ) -> UnmapPass {
+        let all_dirty = !self.domains.is_empty();
+        let pgshift = self.min_pgsize().trailing_zeros();
+        let (mut done, mut bytes, mut held, mut result) = (0usize, 0u64, None, Ok(()));
+        for m in keys.iter().filter_map(|k| self.mappings.get(*k)) {
+            if !m.external.is_empty() {
+                held = Some((m.range.start(), m.size()));
+                break;
+            }
+            if let Some(bm) = bitmap {
                 if let Err(e) = dirty::report_mapping(bm, base, m, pgshift, all_dirty) {
-                    (done, result) = (i, Err(e));
+                    result = Err(e);
                     break;
                 }
             }
+            done = done.saturating_add(1);
+            bytes = bytes.saturating_add(m.size());
         }
-        let removed = keys.get(..done).unwrap_or(&[]);
-        let mappings = &self.mappings;
-        let bytes = removed
-            .iter()
-            .filter_map(|k| mappings.get(*k))
-            .fold(0u64, |sum, m| sum.saturating_add(m.size()));
-        self.remove_mappings(removed.iter().copied());
-        (done, bytes, result)
+        self.remove_mappings(keys.iter().take(done).copied());
+        UnmapPass {
+            removed: done,
+            bytes,
+            held,
+            result,
+        }
     }
 }
 
