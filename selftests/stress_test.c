@@ -963,7 +963,7 @@ static void report(struct __test_metadata *_metadata, double secs)
 			ksft_print_msg("  %-20s %7ld:%s\n", op_name[op], sum, line);
 		total += sum;
 	}
-	ksft_print_msg("total %ld ops, %.0f ops/s\n", total, total / secs);
+	ksft_print_msg("stress: %.1f s, %ld ops, %.0f ops/s\n", secs, total, total / secs);
 	for (int i = 0; i < nfail && i < MAX_FAILS; i++) {
 		struct fail *f = &S.sh->fail[i];
 
