@@ -7,12 +7,14 @@
 #   make check       all tests, both arches, both backends
 #   make run         set up, build and walk through the VFIO flow in a VM
 #   make bench       MAP/UNMAP_DMA throughput, ours vs the C module (not a test)
+#   make fuzz        differential fuzzing, C vs ours: SEEDS="1 2" or SEEDS=random:N, OPS=N
+#   make kselftests-vfio   the kernel's own vfio kselftests, both backends
 
 ARCH ?= x86_64
 SHELL := /bin/bash
 SCRIPTS := $(CURDIR)/scripts
 
-.PHONY: all setup kernels module selftests check run bench clean
+.PHONY: all setup kernels module selftests check run bench fuzz kselftests-vfio clean
 
 all: module
 
@@ -37,6 +39,13 @@ run:
 
 bench:
 	@$(SCRIPTS)/bench
+
+# SEEDS and OPS pass through the environment to scripts/fuzz.
+fuzz: setup
+	@SEEDS="$(SEEDS)" OPS="$(OPS)" $(SCRIPTS)/fuzz
+
+kselftests-vfio: setup
+	@$(SCRIPTS)/kselftests-vfio
 
 clean:
 	rm -rf out
