@@ -28,6 +28,7 @@ use crate::iova::IovaRange;
 use crate::iova::ValidRanges;
 use crate::mapping::Mappings;
 use crate::params;
+use crate::pin::PageBatch;
 use crate::uapi;
 use crate::uapi::DirtyPages;
 use crate::uapi::Extension;
@@ -73,6 +74,9 @@ pub(crate) struct ContainerInner {
     pub(crate) dirty_tracking: bool,
     /// Groups of emulated devices (no IOMMU domain).
     pub(crate) emulated_groups: KVec<GroupRef>,
+    /// Scratch space for GUP, allocated with the container and reused by
+    /// every map under this lock (taken out while in use).
+    pub(crate) batch: Option<PageBatch>,
 }
 
 impl ContainerInner {
@@ -159,6 +163,7 @@ impl Container {
     /// `ENOMEM`.
     pub(crate) fn new(iommu_type: IommuType) -> Result<Arc<Self>> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let batch = PageBatch::new()?;
         Arc::pin_init(
             pin_init!(Self {
                 id,
@@ -171,6 +176,7 @@ impl Container {
                         pgsize_bitmap: PAGE_MASK,
                         dirty_tracking: false,
                         emulated_groups: KVec::new(),
+                        batch: Some(batch),
                     },
                     "Container::inner"
                 ),

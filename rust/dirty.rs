@@ -23,6 +23,9 @@ use crate::uapi::DirtyPages;
 use crate::uapi::UserBitmap;
 use crate::uapi::BITMAP_PAGES_MAX;
 
+/// u64 words in one page.
+const PAGE_WORDS: usize = kernel::page::PAGE_SIZE / 8;
+
 impl UserBitmap {
     /// Writes `mapping`'s dirty bits (`src`, one bit per page; `None`: every
     /// page) into the user bitmap, whose bit 0 is the page at `base`. Words
@@ -53,14 +56,29 @@ impl UserBitmap {
             0 => 0,
             _ => self.read_word(first_word)?,
         };
-        let mut buf = [0u64; 64];
+        // Words go out a page at a time (one copy_to_user per 4 KiB, as
+        // C's one copy per mapping costs about the same); small reports
+        // use the stack.
+        let mut stack = [0u64; 64];
+        let mut heap = KVec::new();
+        let buf: &mut [u64] = if nwords > stack.len() as u64 {
+            let n = usize::try_from(nwords).map_or(PAGE_WORDS, |n| n.min(PAGE_WORDS));
+            heap.resize(n, 0u64, GFP_KERNEL)?;
+            &mut heap
+        } else {
+            &mut stack
+        };
         let mut w = 0u64;
         while w < nwords {
             let n =
                 usize::try_from(nwords.saturating_sub(w)).map_or(buf.len(), |n| n.min(buf.len()));
             let words = buf.get_mut(..n).ok_or(EINVAL)?;
             for (index, word) in (w..).zip(words.iter_mut()) {
-                *word = compose_word(index, shift, total, src);
+                *word = match src {
+                    // Every page dirty: whole words need no composing.
+                    None if index != 0 && index.saturating_add(1) < nwords => u64::MAX,
+                    _ => compose_word(index, shift, total, src),
+                };
                 if index == 0 {
                     *word |= leftover;
                 }

@@ -175,6 +175,50 @@ impl ValidRanges {
     }
 }
 
+/// Keys of an [`IovaTree`], the first few kept inline (most unmaps cover
+/// one mapping: no allocation for them).
+///
+/// # Invariants
+///
+/// The keys are `inline[..len]` while `len <= INLINE_KEYS`, else `heap`.
+pub(crate) struct Keys {
+    inline: [u64; INLINE_KEYS],
+    len: usize,
+    heap: KVec<u64>,
+}
+
+const INLINE_KEYS: usize = 8;
+
+impl Keys {
+    fn new() -> Self {
+        Self {
+            inline: [0; INLINE_KEYS],
+            len: 0,
+            heap: KVec::new(),
+        }
+    }
+
+    fn push(&mut self, k: u64) -> Result {
+        if let Some(slot) = self.inline.get_mut(self.len) {
+            *slot = k;
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.inline, GFP_KERNEL)?;
+            }
+            self.heap.push(k, GFP_KERNEL)?;
+        }
+        self.len = self.len.saturating_add(1);
+        Ok(())
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u64] {
+        match self.inline.get(..self.len) {
+            Some(keys) => keys,
+            None => &self.heap,
+        }
+    }
+}
+
 /// Something that occupies an IOVA range.
 pub(crate) trait HasRange {
     fn range(&self) -> IovaRange;
@@ -290,14 +334,14 @@ impl<T: HasRange> IovaTree<T> {
     /// # Errors
     ///
     /// `ENOMEM`.
-    pub(crate) fn covered(&self, r: &IovaRange, v2: bool) -> Result<KVec<u64>> {
-        let mut keys = KVec::new();
+    pub(crate) fn covered(&self, r: &IovaRange, v2: bool) -> Result<Keys> {
+        let mut keys = Keys::new();
         let mut next = self.first_overlapping(r);
         while let Some(k) = next {
             if k > r.last() || (!v2 && k < r.start()) {
                 break;
             }
-            keys.push(k, GFP_KERNEL)?;
+            keys.push(k)?;
             next = self.next_key(k);
         }
         Ok(keys)
@@ -365,16 +409,28 @@ mod tests {
         let t = tree()?;
         // v2 takes every item starting inside the range.
         assert_eq!(
-            &t.covered(&r(0x1000, 0x6fff), true)?[..],
+            t.covered(&r(0x1000, 0x6fff), true)?.as_slice(),
             &[0x1000, 0x3000, 0x6000]
         );
         assert_eq!(
-            &t.covered(&r(0x1800, 0x6fff), true)?[..],
+            t.covered(&r(0x1800, 0x6fff), true)?.as_slice(),
             &[0x1000, 0x3000, 0x6000]
         );
         // v1 stops at an item that starts before the range.
-        assert!(t.covered(&r(0x1800, 0x6fff), false)?.is_empty());
-        assert_eq!(&t.covered(&r(0x2000, 0x5fff), false)?[..], &[0x3000]);
+        assert!(t.covered(&r(0x1800, 0x6fff), false)?.as_slice().is_empty());
+        assert_eq!(t.covered(&r(0x2000, 0x5fff), false)?.as_slice(), &[0x3000]);
+        Ok(())
+    }
+
+    #[test]
+    fn keys_spill_to_heap() -> Result {
+        let mut keys = Keys::new();
+        for k in 0..20u64 {
+            keys.push(k)?;
+        }
+        assert_eq!(keys.as_slice().len(), 20);
+        assert_eq!(keys.as_slice().last(), Some(&19));
+        assert_eq!(keys.as_slice().first(), Some(&0));
         Ok(())
     }
 

@@ -191,6 +191,10 @@ pub(crate) struct PageBatch {
     pages: KVec<*mut bindings::page>,
 }
 
+// SAFETY: only scratch space: the pointers are written by GUP and read
+// back by the same call, never kept between calls.
+unsafe impl Send for PageBatch {}
+
 impl PageBatch {
     pub(crate) fn new() -> Result<Self> {
         let mut pages = KVec::with_capacity(BATCH_PAGES, GFP_KERNEL)?;
@@ -294,9 +298,8 @@ impl PinnedPages {
     ) -> Result {
         let left = npages.saturating_sub(self.npages);
         let want = left.min(BATCH_PAGES);
-        // Room for every page of the batch as a run of its own, and for the
-        // open run, so that recording cannot fail once pages are pinned.
-        self.runs.reserve(want.saturating_add(1))?;
+        // A VM_PFNMAP range adds at most one run (and closes the open one).
+        self.runs.reserve(1)?;
         let addr = vaddr.checked_add(page_bytes(self.npages)).ok_or(EFAULT)?;
         let mut flags = bindings::FOLL_LONGTERM;
         if self.writable {
@@ -328,7 +331,11 @@ impl PinnedPages {
             }
         };
         let pages = pages.get(..got).unwrap_or(&[]);
-        if let Err(err) = self.owner.charge_pinned(got) {
+        // Room for a run per contiguous stretch of the batch (each closes
+        // the one before; the last stays open), so that recording cannot
+        // fail once the pages are pinned and charged.
+        let reserved = self.runs.reserve(stretches(pages, single_pages));
+        if let Err(err) = reserved.and_then(|()| self.owner.charge_pinned(got)) {
             for &p in pages {
                 // SAFETY: `p` was pinned just above and is recorded nowhere.
                 unsafe { bindings::unpin_user_page_range_dirty_lock(p, 1, false) };
@@ -360,19 +367,7 @@ impl PinnedPages {
             };
             // SAFETY: `first` is a valid pinned page.
             let pfn = unsafe { bindings::vfio_rs_page_to_pfn(first) } as usize;
-            let n = if single_pages {
-                1
-            } else {
-                // SAFETY: `rest` holds `rest.len() >= 1` valid page pointers;
-                // the helper only reads them.
-                let n = unsafe {
-                    bindings::vfio_rs_pages_contiguous(
-                        rest.as_ptr().cast_mut(),
-                        rest.len() as c_ulong,
-                    )
-                };
-                (n as usize).clamp(1, rest.len())
-            };
+            let n = stretch_len(rest, single_pages);
             let pinned = PfnRun {
                 pfn,
                 npages: n,
@@ -489,6 +484,30 @@ impl Drop for PinnedPages {
         }
         self.owner.uncharge(self.locked);
     }
+}
+
+/// How many of `pages` (pinned), from the first, are physically
+/// contiguous; 1 with `single_pages` (at least 1 in any case).
+fn stretch_len(pages: &[*mut bindings::page], single_pages: bool) -> usize {
+    if single_pages || pages.len() <= 1 {
+        return 1;
+    }
+    // SAFETY: `pages` holds `pages.len() >= 2` valid page pointers; the
+    // helper only reads them.
+    let n = unsafe {
+        bindings::vfio_rs_pages_contiguous(pages.as_ptr().cast_mut(), pages.len() as c_ulong)
+    };
+    (n as usize).clamp(1, pages.len())
+}
+
+/// How many contiguous stretches `pages` holds.
+fn stretches(pages: &[*mut bindings::page], single_pages: bool) -> usize {
+    let (mut i, mut count) = (0usize, 0usize);
+    while let Some(rest) = pages.get(i..).filter(|r| !r.is_empty()) {
+        i = i.saturating_add(stretch_len(rest, single_pages));
+        count = count.saturating_add(1);
+    }
+    count
 }
 
 /// The `struct page` of `pfn` (which has one: a page GUP returned).

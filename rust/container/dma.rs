@@ -67,9 +67,9 @@ impl Container {
     /// or the iommu driver's errno; with VADDR: `ENOENT`/`EINVAL`. Nothing
     /// is left mapped, pinned or accounted on error.
     pub(super) fn map_dma(&self, req: MapRequest) -> Result {
-        // Reserve: everything that can be allocated before the lock.
+        // Reserve: everything that can be allocated before the lock (the
+        // GUP batch was, with the container).
         let slot = MappingSlot::new(GFP_KERNEL_ACCOUNT)?;
-        let mut batch = PageBatch::new()?;
         let mut inner = self.inner.lock();
         let (range, vaddr, prot) = match req {
             MapRequest::UpdateVaddr { range, vaddr } => return inner.update_vaddr(range, vaddr),
@@ -78,7 +78,13 @@ impl Container {
         // Validate against the container.
         inner.check_new_mapping(&range, vaddr)?;
         // Pin and fill every domain.
-        let m = inner.pin_and_map(range, vaddr, prot, &mut batch)?;
+        let mut batch = match inner.batch.take() {
+            Some(b) => b,
+            None => PageBatch::new()?,
+        };
+        let m = inner.pin_and_map(range, vaddr, prot, &mut batch);
+        inner.batch = Some(batch);
+        let m = m?;
         let nruns = m.pinned.as_ref().map_or(0, |p| p.runs().count());
         // Publish (`avail` was checked under this lock).
         inner.mappings.insert(slot, m);
@@ -147,13 +153,14 @@ impl Container {
         let range = inner.check_unmap(req, self.v2())?;
         // Collected first, so that nothing changes if this allocation fails.
         let keys = inner.mappings.tree().covered(&range, self.v2())?;
+        let keys = keys.as_slice();
         if req.action == UnmapAction::InvalidateVaddr {
-            return inner.invalidate_vaddrs(&keys).map(UnmapStep::Done);
+            return inner.invalidate_vaddrs(keys).map(UnmapStep::Done);
         }
         let base = match req.scope {
             UnmapScope::Range { iova, .. } | UnmapScope::All { iova, .. } => iova,
         };
-        let pass = inner.report_and_remove(&keys, req.bitmap.as_ref(), base);
+        let pass = inner.report_and_remove(keys, req.bitmap.as_ref(), base);
         drop(inner);
         if pass.removed > 0 || pass.held.is_none() {
             self.log_unmap(&range, pass.removed, pass.bytes);
