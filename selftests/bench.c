@@ -1,34 +1,71 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * bench: VFIO_IOMMU_MAP_DMA / VFIO_IOMMU_UNMAP_DMA throughput for one large
- * range, against whichever backend serves new containers. Not a test (not in
- * run_tests.sh, not in `make check`): scripts/bench runs it in one VM boot
- * with the C module and with ours and compares the two. Under QEMU TCG only
- * such ratios mean anything.
+ * bench: the shapes of VFIO type1 performance, against whichever backend
+ * serves new containers. Not a test (not in run_tests.sh): scripts/bench runs
+ * it in one VM boot with the C module and with ours, alternating, and
+ * compares the two. Under QEMU TCG only such ratios mean anything.
  *
- *   bench [ROUNDS [SIZE_MIB [CASES]]]   defaults: 5 1024 4k,thp,hugetlb
+ *   bench [KEY=VALUE]...      (defaults in brackets)
+ *     sections=size,count,dirty,kmem   which parts to run [all four]
+ *     sizes=2,32,256,1024,2048         size sweep, MiB, even     [these]
+ *     kinds=4k,thp,hugetlb             size sweep memory kinds   [these]
+ *     rounds=3                         size sweep rounds (median)
+ *     floor=1                          time the pin-only floor beside MAP
+ *     counts=1,1024,16384,65535        count sweep               [these]
+ *     cpages=4k,2m                     count sweep mapping sizes [these]
+ *     crounds=1                        count sweep rounds (median), N >= 16384
+ *     crounds_small=5                  count sweep rounds (median), N < 16384
+ *     cbufs=8                          2m: distinct 2 MiB THP buffers reused
+ *     dirty_mib=1024 drounds=3         GET_BITMAP over this much 4 KiB memory
+ *     kmem_mib=1024 krounds=1          module memory per mapped GiB
  *
- * One container, one single-device group, TYPE1v2. For each case the buffer
- * is allocated and touched once, then mapped at IOVA 0x40000000 and unmapped
- * ROUNDS times; MAP_DMA and UNMAP_DMA are timed separately (CLOCK_MONOTONIC)
- * and the medians are printed, in MB/s (10^6 bytes), one line per case:
+ * One container, one single-device group, TYPE1v2. Every result is one line
  *
- *   case=<4k|thp|hugetlb> backend=<module> map_MBps=<median> unmap_MBps=<median> rounds=N
+ *   res backend=<module> sec=<section> kind=<kind> x=<size MiB|count> METRIC=VALUE...
+ *   res backend=<module> sec=<section> kind=<kind> x=<x> note=<free text>
  *
- * or "case=hugetlb skipped: <why>". Lines starting with '#' are details
- * (per-round times, how much of the buffer THP really covered). The backend
- * is $VFIO_BACKEND_MODULE; bench checks that its refcnt is > 0 once the
- * container is set up, and that the other type1 module does not hold it;
- * and (untimed, from /proc/vmstat's nr_foll_pin_*) that every page is pinned
- * after MAP_DMA and unpinned when UNMAP_DMA has returned.
- * Any failed ioctl or setup step aborts with exit status 1.
+ * (the second when a cell cannot be measured: hugetlb pages missing, the
+ * floor unavailable). Lines starting with '#' are details. Sections:
+ *
+ *  size   kind 4k (MADV_NOHUGEPAGE), thp (MADV_HUGEPAGE, 2 MiB aligned),
+ *         hugetlb (MAP_HUGETLB 2 MiB): one buffer of the largest size,
+ *         touched once; each size maps a prefix at IOVA 1 GiB and unmaps it,
+ *         map_s / unmap_s are medians over the rounds. Untimed checks: every
+ *         page pinned after MAP, none after UNMAP (/proc/vmstat nr_foll_pin_*).
+ *  floor-iouring, floor-pinmod  (with floor=1, same buffer, same sizes):
+ *         pin_s / unpin_s of the pin-only floor: io_uring_register(
+ *         IORING_REGISTER_BUFFERS / UNREGISTER) by raw syscalls, and the
+ *         vfio_rs_pinfloor module (/dev/vfio_rs_pinfloor: one
+ *         pin_user_pages_fast(FOLL_WRITE|FOLL_LONGTERM) + account_locked_vm,
+ *         as io_uring does) if loaded. "note=unavailable: ..." otherwise.
+ *  count  kind 4k (distinct pages) or 2m (cbufs 2 MiB THP buffers, the same
+ *         ones at many IOVAs): map N mappings (map_us per mapping), unmap
+ *         them one by one (unmap1_us), map them again and UNMAP_DMA with
+ *         VFIO_DMA_UNMAP_FLAG_ALL (unmapall_us).
+ *  dirty  kind 4k x=MiB: MAP, then drounds times DIRTY_PAGES START
+ *         (start_s), GET_BITMAP at 4 KiB over the whole mapping (get_s),
+ *         STOP (stop_s) (medians), UNMAP.
+ *  kmem   (first, in a container of its own: a fresh IOMMU domain)
+ *         kind 4k-frag x=MiB: 4 KiB pages touched in scattered order, one
+ *         MAP held while measuring the deltas of /proc/meminfo Slab and
+ *         VmallocUsed and /proc/vmstat nr_iommu_pages (IOMMU page tables),
+ *         in bytes per mapped GiB: slab_B, vmalloc_B, iommupt_B, total_B;
+ *         for ours also record_B, the sum of run_record_bytes in debugfs.
+ *
+ * The backend is $VFIO_BACKEND_MODULE; bench checks that its refcnt is > 0
+ * once the container is set up and that the other type1 module does not
+ * hold it. Any failed ioctl or setup step aborts with exit status 1.
  */
 #include <stdarg.h>
 #include <time.h>
+#include <sys/uio.h>
+#include <linux/io_uring.h>
 #include "fixture.h"
 
 #define BENCH_IOVA IOVA_1G
+#define COUNT_IOVA 0x100000000ULL	/* 4 GiB: count sweep mappings start here */
 #define MAX_ROUNDS 100
+#define MAX_LIST 16
 
 static void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die_msg(const char *fmt, ...)
@@ -69,9 +106,106 @@ static double median(const double *v, int n)
 	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
+/* ---- options ------------------------------------------------------------- */
+
+static struct {
+	char sections[64], kinds[64], cpages[32];
+	long sizes[MAX_LIST], counts[MAX_LIST];
+	int nsizes, ncounts;
+	int rounds, crounds, crounds_small, drounds, krounds, floor, cbufs;
+	long dirty_mib, kmem_mib;
+} opt = {
+	.sections = "size,count,dirty,kmem", .kinds = "4k,thp,hugetlb", .cpages = "4k,2m",
+	.sizes = { 2, 32, 256, 1024, 2048 }, .nsizes = 5,
+	.counts = { 1, 1024, 16384, 65535 }, .ncounts = 4,
+	.rounds = 3, .crounds = 1, .crounds_small = 5, .drounds = 3, .krounds = 1, .floor = 1, .cbufs = 8,
+	.dirty_mib = 1024, .kmem_mib = 1024,
+};
+
+static int parse_list(const char *s, long *out)
+{
+	char buf[256], *c, *save;
+	int n = 0;
+
+	snprintf(buf, sizeof(buf), "%s", s);
+	for (c = strtok_r(buf, ",", &save); c && n < MAX_LIST; c = strtok_r(NULL, ",", &save))
+		out[n++] = atol(c);
+	return n;
+}
+
+static bool in_list(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+	const char *p = list;
+
+	while ((p = strstr(p, word))) {
+		if ((p == list || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+static void parse_args(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		char *v = strchr(argv[i], '=');
+
+		if (!v)
+			die_msg("argument '%s' is not KEY=VALUE (see the header of bench.c)", argv[i]);
+		*v++ = 0;
+		if (!strcmp(argv[i], "sections"))
+			snprintf(opt.sections, sizeof(opt.sections), "%s", v);
+		else if (!strcmp(argv[i], "kinds"))
+			snprintf(opt.kinds, sizeof(opt.kinds), "%s", v);
+		else if (!strcmp(argv[i], "cpages"))
+			snprintf(opt.cpages, sizeof(opt.cpages), "%s", v);
+		else if (!strcmp(argv[i], "sizes"))
+			opt.nsizes = parse_list(v, opt.sizes);
+		else if (!strcmp(argv[i], "counts"))
+			opt.ncounts = parse_list(v, opt.counts);
+		else if (!strcmp(argv[i], "rounds"))
+			opt.rounds = atoi(v);
+		else if (!strcmp(argv[i], "crounds"))
+			opt.crounds = atoi(v);
+		else if (!strcmp(argv[i], "crounds_small"))
+			opt.crounds_small = atoi(v);
+		else if (!strcmp(argv[i], "drounds"))
+			opt.drounds = atoi(v);
+		else if (!strcmp(argv[i], "krounds"))
+			opt.krounds = atoi(v);
+		else if (!strcmp(argv[i], "floor"))
+			opt.floor = atoi(v);
+		else if (!strcmp(argv[i], "cbufs"))
+			opt.cbufs = atoi(v);
+		else if (!strcmp(argv[i], "dirty_mib"))
+			opt.dirty_mib = atol(v);
+		else if (!strcmp(argv[i], "kmem_mib"))
+			opt.kmem_mib = atol(v);
+		else
+			die_msg("unknown option '%s'", argv[i]);
+	}
+	if (opt.rounds < 1 || opt.rounds > MAX_ROUNDS || opt.crounds < 1 ||
+	    opt.crounds > MAX_ROUNDS || opt.crounds_small < 1 ||
+	    opt.crounds_small > MAX_ROUNDS || opt.drounds < 1 || opt.drounds > MAX_ROUNDS ||
+	    opt.krounds < 1 || opt.krounds > MAX_ROUNDS)
+		die_msg("rounds must be 1..%d", MAX_ROUNDS);
+	for (int i = 0; i < opt.nsizes; i++)
+		if (opt.sizes[i] < 2 || opt.sizes[i] % 2)
+			die_msg("size %ld MiB: sizes must be even and >= 2", opt.sizes[i]);
+	for (int i = 0; i < opt.ncounts; i++)
+		if (opt.counts[i] < 1 || opt.counts[i] > 65535)
+			die_msg("count %ld: counts must be 1..65535", opt.counts[i]);
+	if (opt.cbufs < 1 || opt.dirty_mib < 2 || opt.dirty_mib % 2 || opt.kmem_mib < 2 ||
+	    opt.kmem_mib % 2)
+		die_msg("cbufs >= 1, dirty_mib and kmem_mib even and >= 2");
+}
+
+/* ---- container and memory ------------------------------------------------ */
+
 /* Opens the container on the first single-device group, TYPE1v2, and checks
  * that the backend under test serves it. */
-static int open_container(void)
+static int open_container(int *groupp)
 {
 	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
 	const char *other = strcmp(backend_module(), "vfio_iommu_type1") ?
@@ -100,7 +234,7 @@ static int open_container(void)
 			other, sysfs_module_refcnt(other));
 	printf("# backend %s refcnt %d, group %d (%s)\n", backend_module(), ref, g->id,
 	       g->dev[0]);
-	/* The group fd stays open (leaked on purpose) until exit. */
+	*groupp = group;
 	return container;
 }
 
@@ -142,161 +276,575 @@ static long anon_huge_kb(void)
 	return sum;
 }
 
-static void run_case(int container, const char *name, void *buf, uint64_t size, int rounds)
+static void thp_madvise_mode(void)
 {
-	double tmap[MAX_ROUNDS], tunmap[MAX_ROUNDS], map_mbps[MAX_ROUNDS], unmap_mbps[MAX_ROUNDS];
-	double t0;
-	long pins0 = pins_outstanding(), pins, r;
-	uint64_t unmapped;
+	const char *path = "/sys/kernel/mm/transparent_hugepage/enabled";
+	char mode[32];
 
-	if (pins0 == LONG_MIN)
-		printf("# case=%s no nr_foll_pin_* in /proc/vmstat: pins not checked\n", name);
-	for (int i = 0; i < rounds; i++) {
+	if (sysfs_choice(path, mode, sizeof(mode)))
+		die_msg("thp: cannot read %s (THP not built in?)", path);
+	if (strcmp(mode, "always") && strcmp(mode, "madvise")) {
+		if (write_str(path, "madvise"))
+			die_msg("thp: THP is '%s' and writing 'madvise' to %s failed", mode, path);
+		printf("# THP was '%s', set to 'madvise'\n", mode);
+	}
+}
+
+/* A buffer of one kind, touched; NULL with *why set if it cannot be had. */
+struct buf {
+	void *p;
+	uint64_t size;
+	long hugetlb_before;	/* nr_hugepages to restore, or -1 */
+};
+
+static bool buf_alloc(struct buf *b, const char *kind, uint64_t size, char *why, size_t wlen)
+{
+	b->p = NULL;
+	b->size = size;
+	b->hugetlb_before = -1;
+	if (!strcmp(kind, "4k")) {
+		b->p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (b->p == MAP_FAILED)
+			die_msg("4k: mmap %llu bytes: %s", (unsigned long long)size, strerror(errno));
+		if (madvise(b->p, size, MADV_NOHUGEPAGE))
+			die_msg("4k: madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
+	} else if (!strcmp(kind, "thp")) {
+		thp_madvise_mode();
+		b->p = mmap_aligned(size, SZ_2M, PROT_READ | PROT_WRITE);
+		if (!b->p)
+			die_msg("thp: mmap %llu bytes: %s", (unsigned long long)size, strerror(errno));
+		if (madvise(b->p, size, MADV_HUGEPAGE))
+			die_msg("thp: madvise(MADV_HUGEPAGE): %s", strerror(errno));
+	} else if (!strcmp(kind, "hugetlb")) {
+		const char *path = "/proc/sys/vm/nr_hugepages";
+		long want = size / SZ_2M + 4, before = read_long(path), got;
+
+		if (before < 0) {
+			snprintf(why, wlen, "cannot read %s", path);
+			return false;
+		}
+		if (before < want && write_long(path, want)) {
+			snprintf(why, wlen, "cannot write %ld to %s", want, path);
+			return false;
+		}
+		got = read_long(path);
+		if (got < want) {
+			snprintf(why, wlen, "only %ld of %ld 2 MiB huge pages available", got, want);
+			write_long(path, before);
+			return false;
+		}
+		b->hugetlb_before = before;
+		b->p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
+		if (b->p == MAP_FAILED) {
+			snprintf(why, wlen, "mmap(MAP_HUGETLB|MAP_HUGE_2MB): %s", strerror(errno));
+			write_long(path, before);
+			return false;
+		}
+	} else {
+		die_msg("unknown kind '%s' (4k, thp, hugetlb)", kind);
+	}
+	memset(b->p, 0x5a, size);
+	if (strcmp(kind, "hugetlb"))
+		printf("# kind=%s size=%llu MiB AnonHugePages=%ld kB\n", kind,
+		       (unsigned long long)size >> 20, anon_huge_kb());
+	return true;
+}
+
+static void buf_free(struct buf *b)
+{
+	if (munmap(b->p, b->size))
+		die_msg("munmap: %s", strerror(errno));
+	if (b->hugetlb_before >= 0 && write_long("/proc/sys/vm/nr_hugepages", b->hugetlb_before))
+		die_msg("cannot restore nr_hugepages to %ld", b->hugetlb_before);
+}
+
+#define RES(sec, kind, x) printf("res backend=%s sec=%s kind=%s x=%ld", backend_module(), \
+				 sec, kind, (long)(x))
+
+/* ---- the pin-only floor -------------------------------------------------- */
+
+static long io_uring_setup_raw(unsigned entries, struct io_uring_params *p)
+{
+	long r = syscall(__NR_io_uring_setup, entries, p);
+
+	return r < 0 ? -errno : r;
+}
+
+static long io_uring_register_raw(int fd, unsigned op, void *arg, unsigned nr)
+{
+	long r = syscall(__NR_io_uring_register, fd, op, arg, nr);
+
+	return r < 0 ? -errno : r;
+}
+
+/* The ring used to register buffers: fd, or -errno (reason in why). */
+static int ring_fd = -2;
+static char ring_why[128];
+
+static int floor_ring(void)
+{
+	struct io_uring_params p;
+	long r;
+
+	if (ring_fd != -2)
+		return ring_fd;
+	memset(&p, 0, sizeof(p));
+	r = io_uring_setup_raw(1, &p);
+	if (r == -ENOSYS)
+		snprintf(ring_why, sizeof(ring_why), "unavailable: CONFIG_IO_URING off");
+	else if (r < 0)
+		snprintf(ring_why, sizeof(ring_why), "unavailable: io_uring_setup: %s",
+			 strerror(-r));
+	ring_fd = r;
+	return ring_fd;
+}
+
+/* io_uring limits one registered buffer to 1 GiB: one iovec a GiB. */
+static long floor_iouring_pin(void *p, uint64_t size)
+{
+	struct iovec iov[64];
+	unsigned n = 0;
+
+	for (uint64_t off = 0; off < size && n < 64; off += SZ_1G, n++) {
+		iov[n].iov_base = (char *)p + off;
+		iov[n].iov_len = size - off < SZ_1G ? size - off : SZ_1G;
+	}
+	return io_uring_register_raw(ring_fd, IORING_REGISTER_BUFFERS, iov, n);
+}
+
+struct pinfloor_req {
+	uint64_t vaddr;
+	uint64_t size;
+};
+
+#define PINFLOOR_PIN	_IOW('p', 1, struct pinfloor_req)
+#define PINFLOOR_UNPIN	_IO('p', 2)
+#define PINFLOOR_DEV	"/dev/vfio_rs_pinfloor"
+
+static void floor_cells(const char *kind, struct buf *b)
+{
+	double tpin[MAX_ROUNDS], tunpin[MAX_ROUNDS], t0;
+	int pf = open(PINFLOOR_DEV, O_RDWR);
+	long r;
+
+	floor_ring();
+	for (int s = 0; s < opt.nsizes; s++) {
+		uint64_t size = (uint64_t)opt.sizes[s] << 20;
+
+		RES("floor-iouring", kind, opt.sizes[s]);
+		if (ring_fd < 0) {
+			printf(" note=%s\n", ring_why);
+		} else {
+			for (int i = 0; i < opt.rounds; i++) {
+				t0 = now();
+				r = floor_iouring_pin(b->p, size);
+				tpin[i] = now() - t0;
+				if (r)
+					die_msg("floor %s %ld MiB: IORING_REGISTER_BUFFERS: %s", kind,
+						opt.sizes[s], strerror(-r));
+				t0 = now();
+				r = io_uring_register_raw(ring_fd, IORING_UNREGISTER_BUFFERS, NULL, 0);
+				tunpin[i] = now() - t0;
+				if (r)
+					die_msg("IORING_UNREGISTER_BUFFERS: %s", strerror(-r));
+			}
+			printf(" pin_s=%.6f unpin_s=%.6f\n", median(tpin, opt.rounds),
+			       median(tunpin, opt.rounds));
+		}
+		RES("floor-pinmod", kind, opt.sizes[s]);
+		if (pf < 0) {
+			printf(" note=unavailable: %s: %s\n", PINFLOOR_DEV, strerror(errno));
+			continue;
+		}
+		for (int i = 0; i < opt.rounds; i++) {
+			struct pinfloor_req req = { (uintptr_t)b->p, size };
+			long pins0 = pins_outstanding();
+
+			t0 = now();
+			r = xioctl(pf, PINFLOOR_PIN, (unsigned long)&req);
+			tpin[i] = now() - t0;
+			if (r)
+				die_msg("floor %s %ld MiB: PINFLOOR_PIN: %s", kind, opt.sizes[s],
+					strerror(-r));
+			if (pins0 != LONG_MIN && pins_outstanding() - pins0 != (long)(size / SZ_4K))
+				die_msg("floor %s: %ld pages pinned, expected %llu", kind,
+					pins_outstanding() - pins0, (unsigned long long)(size / SZ_4K));
+			t0 = now();
+			r = xioctl(pf, PINFLOOR_UNPIN, 0);
+			tunpin[i] = now() - t0;
+			if (r)
+				die_msg("PINFLOOR_UNPIN: %s", strerror(-r));
+		}
+		printf(" pin_s=%.6f unpin_s=%.6f\n", median(tpin, opt.rounds),
+		       median(tunpin, opt.rounds));
+	}
+	if (pf >= 0)
+		close(pf);
+	fflush(stdout);
+}
+
+/* ---- size sweep ------------------------------------------------------------ */
+
+static void size_cell(int container, const char *kind, void *p, long mib)
+{
+	double tmap[MAX_ROUNDS], tunmap[MAX_ROUNDS], t0;
+	uint64_t size = (uint64_t)mib << 20, unmapped;
+	long pins0 = pins_outstanding(), pins, r;
+
+	for (int i = 0; i < opt.rounds; i++) {
 		t0 = now();
-		r = dma_map(container, BENCH_IOVA, buf, size, DMA_RW);
+		r = dma_map(container, BENCH_IOVA, p, size, DMA_RW);
 		tmap[i] = now() - t0;
 		if (r)
-			die_msg("case %s round %d: MAP_DMA(iova 0x%llx, %llu bytes): %s", name, i,
-				BENCH_IOVA, (unsigned long long)size, strerror(-r));
-		/* Not timed: every page is pinned once while mapped, and unpinned
-		 * when UNMAP_DMA returns (nothing deferred). */
+			die_msg("size %s %ld MiB round %d: MAP_DMA: %s", kind, mib, i, strerror(-r));
+		/* Not timed: every page is pinned once while mapped, and
+		 * unpinned when UNMAP_DMA returns (nothing deferred). */
 		pins = pins_outstanding();
 		if (pins0 != LONG_MIN && pins - pins0 != (long)(size / SZ_4K))
-			die_msg("case %s round %d: %ld pages pinned after MAP_DMA, expected %llu",
-				name, i, pins - pins0, (unsigned long long)(size / SZ_4K));
+			die_msg("size %s %ld MiB round %d: %ld pages pinned after MAP_DMA, expected %llu",
+				kind, mib, i, pins - pins0, (unsigned long long)(size / SZ_4K));
 		unmapped = UINT64_MAX;
 		t0 = now();
 		r = dma_unmap(container, BENCH_IOVA, size, 0, &unmapped);
 		tunmap[i] = now() - t0;
 		if (r)
-			die_msg("case %s round %d: UNMAP_DMA: %s", name, i, strerror(-r));
+			die_msg("size %s %ld MiB round %d: UNMAP_DMA: %s", kind, mib, i, strerror(-r));
 		if (unmapped != size)
-			die_msg("case %s round %d: UNMAP_DMA unmapped %llu bytes, not %llu", name,
-				i, (unsigned long long)unmapped, (unsigned long long)size);
+			die_msg("size %s %ld MiB: UNMAP_DMA unmapped %llu bytes", kind, mib,
+				(unsigned long long)unmapped);
 		pins = pins_outstanding();
 		if (pins0 != LONG_MIN && pins != pins0)
-			die_msg("case %s round %d: %ld pins outstanding after UNMAP_DMA, expected %ld",
-				name, i, pins, pins0);
-		map_mbps[i] = size / tmap[i] / 1e6;
-		unmap_mbps[i] = size / tunmap[i] / 1e6;
+			die_msg("size %s %ld MiB: %ld pins outstanding after UNMAP_DMA, expected %ld",
+				kind, mib, pins, pins0);
 	}
-	printf("# case=%s map_s=", name);
-	for (int i = 0; i < rounds; i++)
-		printf("%s%.4f", i ? "," : "", tmap[i]);
+	printf("# size kind=%s %ld MiB map_s=", kind, mib);
+	for (int i = 0; i < opt.rounds; i++)
+		printf("%s%.5f", i ? "," : "", tmap[i]);
 	printf(" unmap_s=");
-	for (int i = 0; i < rounds; i++)
-		printf("%s%.4f", i ? "," : "", tunmap[i]);
+	for (int i = 0; i < opt.rounds; i++)
+		printf("%s%.5f", i ? "," : "", tunmap[i]);
 	printf("\n");
-	printf("case=%s backend=%s map_MBps=%.1f unmap_MBps=%.1f rounds=%d\n", name,
-	       backend_module(), median(map_mbps, rounds), median(unmap_mbps, rounds), rounds);
+	RES("size", kind, mib);
+	printf(" map_s=%.6f unmap_s=%.6f\n", median(tmap, opt.rounds), median(tunmap, opt.rounds));
 	fflush(stdout);
 }
 
-static void case_4k(int container, uint64_t size, int rounds)
+static void section_size(int container)
 {
-	void *buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	static const char *const kinds[] = { "4k", "thp", "hugetlb" };
+	long max = 0;
 
-	if (buf == MAP_FAILED)
-		die_msg("case 4k: mmap %llu bytes: %s", (unsigned long long)size, strerror(errno));
-	if (madvise(buf, size, MADV_NOHUGEPAGE))
-		die_msg("case 4k: madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
-	memset(buf, 0x5a, size);
-	printf("# case=4k AnonHugePages=%ld kB\n", anon_huge_kb());
-	run_case(container, "4k", buf, size, rounds);
-	if (munmap(buf, size))
-		die_msg("case 4k: munmap: %s", strerror(errno));
+	for (int s = 0; s < opt.nsizes; s++)
+		max = opt.sizes[s] > max ? opt.sizes[s] : max;
+	for (unsigned k = 0; k < 3; k++) {
+		struct buf b;
+		char why[128];
+
+		if (!in_list(opt.kinds, kinds[k]))
+			continue;
+		if (!buf_alloc(&b, kinds[k], (uint64_t)max << 20, why, sizeof(why))) {
+			for (int s = 0; s < opt.nsizes; s++) {
+				RES("size", kinds[k], opt.sizes[s]);
+				printf(" note=skipped: %s\n", why);
+				if (opt.floor) {
+					RES("floor-iouring", kinds[k], opt.sizes[s]);
+					printf(" note=skipped: %s\n", why);
+					RES("floor-pinmod", kinds[k], opt.sizes[s]);
+					printf(" note=skipped: %s\n", why);
+				}
+			}
+			continue;
+		}
+		for (int s = 0; s < opt.nsizes; s++)
+			size_cell(container, kinds[k], b.p, opt.sizes[s]);
+		if (opt.floor)
+			floor_cells(kinds[k], &b);
+		buf_free(&b);
+	}
 }
 
-static void case_thp(int container, uint64_t size, int rounds)
-{
-	const char *path = "/sys/kernel/mm/transparent_hugepage/enabled";
-	char mode[32];
-	void *buf;
+/* ---- count sweep ------------------------------------------------------------ */
 
-	if (sysfs_choice(path, mode, sizeof(mode)))
-		die_msg("case thp: cannot read %s (THP not built in?)", path);
-	if (strcmp(mode, "always") && strcmp(mode, "madvise")) {
-		if (write_str(path, "madvise"))
-			die_msg("case thp: THP is '%s' and writing 'madvise' to %s failed", mode,
-				path);
-		printf("# case=thp THP was '%s', set to 'madvise'\n", mode);
+static void count_cell(int container, const char *kind, char *p, uint64_t msize, int nbufs,
+		       long n)
+{
+	double tmap[MAX_ROUNDS], tun1[MAX_ROUNDS], tunall[MAX_ROUNDS], t0;
+	long pins0 = pins_outstanding(), r;
+	int rounds = n < 16384 ? opt.crounds_small : opt.crounds;
+	uint64_t unmapped;
+
+	for (int i = 0; i < rounds; i++) {
+		for (int pass = 0; pass < 2; pass++) {
+			t0 = now();
+			for (long m = 0; m < n; m++) {
+				r = dma_map(container, COUNT_IOVA + m * msize, p + (m % nbufs) * msize,
+					    msize, DMA_RW);
+				if (r)
+					die_msg("count %s n=%ld: MAP_DMA #%ld: %s", kind, n, m,
+						strerror(-r));
+			}
+			if (pass == 0)
+				tmap[i] = now() - t0;
+			if (pins0 != LONG_MIN &&
+			    pins_outstanding() - pins0 != (long)(n * (msize / SZ_4K)))
+				die_msg("count %s n=%ld: %ld pages pinned, expected %ld", kind, n,
+					pins_outstanding() - pins0, (long)(n * (msize / SZ_4K)));
+			t0 = now();
+			if (pass == 0) {
+				for (long m = 0; m < n; m++) {
+					r = dma_unmap(container, COUNT_IOVA + m * msize, msize, 0,
+						      &unmapped);
+					if (r || unmapped != msize)
+						die_msg("count %s n=%ld: UNMAP_DMA #%ld: %s, %llu bytes",
+							kind, n, m, strerror(-r),
+							(unsigned long long)unmapped);
+				}
+				tun1[i] = now() - t0;
+			} else {
+				r = dma_unmap(container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &unmapped);
+				tunall[i] = now() - t0;
+				if (r || unmapped != n * msize)
+					die_msg("count %s n=%ld: UNMAP_DMA(ALL): %s, %llu bytes", kind,
+						n, strerror(-r), (unsigned long long)unmapped);
+			}
+			if (pins0 != LONG_MIN && pins_outstanding() != pins0)
+				die_msg("count %s n=%ld: %ld pins outstanding after unmap", kind, n,
+					pins_outstanding() - pins0);
+		}
 	}
-	buf = mmap_aligned(size, SZ_2M, PROT_READ | PROT_WRITE);
-	if (!buf)
-		die_msg("case thp: mmap %llu bytes: %s", (unsigned long long)size, strerror(errno));
-	if (madvise(buf, size, MADV_HUGEPAGE))
-		die_msg("case thp: madvise(MADV_HUGEPAGE): %s", strerror(errno));
-	memset(buf, 0x5a, size);
-	printf("# case=thp AnonHugePages=%ld kB of %llu kB\n", anon_huge_kb(),
-	       (unsigned long long)size >> 10);
-	run_case(container, "thp", buf, size, rounds);
-	if (munmap(buf, size))
-		die_msg("case thp: munmap: %s", strerror(errno));
+	RES("count", kind, n);
+	printf(" map_us=%.3f unmap1_us=%.3f unmapall_us=%.3f\n", median(tmap, rounds) / n * 1e6,
+	       median(tun1, rounds) / n * 1e6, median(tunall, rounds) / n * 1e6);
+	fflush(stdout);
 }
 
-static void case_hugetlb(int container, uint64_t size, int rounds)
+static void section_count(int container)
 {
-	const char *path = "/proc/sys/vm/nr_hugepages";
-	long want = size / SZ_2M + 4, before = read_long(path), got;
-	void *buf;
+	long max = 0;
 
-	if (before < 0) {
-		printf("case=hugetlb skipped: cannot read %s\n", path);
-		return;
+	for (int c = 0; c < opt.ncounts; c++)
+		max = opt.counts[c] > max ? opt.counts[c] : max;
+	if (in_list(opt.cpages, "4k")) {
+		struct buf b;
+		char why[128];
+
+		buf_alloc(&b, "4k", max * SZ_4K, why, sizeof(why));
+		for (int c = 0; c < opt.ncounts; c++)
+			count_cell(container, "4k", b.p, SZ_4K, max, opt.counts[c]);
+		buf_free(&b);
 	}
-	if (before < want && write_long(path, want)) {
-		printf("case=hugetlb skipped: cannot write %ld to %s\n", want, path);
-		return;
+	if (in_list(opt.cpages, "2m")) {
+		struct buf b;
+		char why[128];
+		long thp;
+
+		buf_alloc(&b, "thp", opt.cbufs * SZ_2M, why, sizeof(why));
+		thp = anon_huge_kb();
+		printf("# count kind=2m: %d buffers of 2 MiB THP (AnonHugePages %ld kB), each mapped at many IOVAs\n",
+		       opt.cbufs, thp);
+		for (int c = 0; c < opt.ncounts; c++)
+			count_cell(container, "2m", b.p, SZ_2M, opt.cbufs, opt.counts[c]);
+		buf_free(&b);
 	}
-	got = read_long(path);
-	if (got < want) {
-		printf("case=hugetlb skipped: only %ld of %ld 2 MiB huge pages available\n", got,
-		       want);
-		write_long(path, before);
-		return;
+}
+
+/* ---- dirty bitmap ------------------------------------------------------------ */
+
+static long dirty_ctl(int container, uint32_t flags)
+{
+	struct vfio_iommu_type1_dirty_bitmap d = { .argsz = sizeof(d), .flags = flags };
+
+	return xioctl(container, VFIO_IOMMU_DIRTY_PAGES, (unsigned long)&d);
+}
+
+static void section_dirty(int container)
+{
+	uint64_t size = (uint64_t)opt.dirty_mib << 20, npages = size / SZ_4K;
+	size_t bmsize = (npages + 63) / 64 * 8;
+	double tget[MAX_ROUNDS], tstart[MAX_ROUNDS], tstop[MAX_ROUNDS], t0;
+	uint64_t *bitmap = calloc(1, bmsize);
+	struct {
+		struct vfio_iommu_type1_dirty_bitmap hdr;
+		struct vfio_iommu_type1_dirty_bitmap_get get;
+	} req;
+	struct buf b;
+	char why[128];
+	long r;
+
+	if (!bitmap)
+		die_msg("dirty: calloc %zu", bmsize);
+	buf_alloc(&b, "4k", size, why, sizeof(why));
+	r = dma_map(container, BENCH_IOVA, b.p, size, DMA_RW);
+	if (r)
+		die_msg("dirty: MAP_DMA: %s", strerror(-r));
+	/* Each round: START, one GET_BITMAP over the whole mapping, STOP. */
+	for (int i = 0; i < opt.drounds; i++) {
+		uint64_t set = 0;
+
+		t0 = now();
+		r = dirty_ctl(container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
+		tstart[i] = now() - t0;
+		if (r)
+			die_msg("dirty: DIRTY_PAGES START: %s", strerror(-r));
+		memset(&req, 0, sizeof(req));
+		req.hdr.argsz = sizeof(req);
+		req.hdr.flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
+		req.get.iova = BENCH_IOVA;
+		req.get.size = size;
+		req.get.bitmap.pgsize = SZ_4K;
+		req.get.bitmap.size = bmsize;
+		req.get.bitmap.data = (__u64 *)bitmap;
+		memset(bitmap, 0, bmsize);
+		t0 = now();
+		r = xioctl(container, VFIO_IOMMU_DIRTY_PAGES, (unsigned long)&req);
+		tget[i] = now() - t0;
+		if (r)
+			die_msg("dirty: GET_BITMAP: %s", strerror(-r));
+		for (size_t w = 0; w < bmsize / 8; w++)
+			set += __builtin_popcountll(bitmap[w]);
+		/* Pages mapped by a device that pins nothing are all dirty. */
+		if (set != npages)
+			die_msg("dirty: round %d: %llu of %llu pages dirty", i,
+				(unsigned long long)set, (unsigned long long)npages);
+		t0 = now();
+		r = dirty_ctl(container, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP);
+		tstop[i] = now() - t0;
+		if (r)
+			die_msg("dirty: DIRTY_PAGES STOP: %s", strerror(-r));
 	}
-	buf = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
-	if (buf == MAP_FAILED) {
-		printf("case=hugetlb skipped: mmap(MAP_HUGETLB|MAP_HUGE_2MB): %s\n",
-		       strerror(errno));
-		write_long(path, before);
-		return;
+	r = dma_unmap(container, BENCH_IOVA, size, 0, NULL);
+	if (r)
+		die_msg("dirty: UNMAP_DMA: %s", strerror(-r));
+	buf_free(&b);
+	free(bitmap);
+	RES("dirty", "4k", opt.dirty_mib);
+	printf(" start_s=%.6f get_s=%.6f stop_s=%.6f\n", median(tstart, opt.drounds),
+	       median(tget, opt.drounds), median(tstop, opt.drounds));
+	fflush(stdout);
+}
+
+/* ---- kernel memory -------------------------------------------------------------- */
+
+struct kmem {
+	long slab_kb, vmalloc_kb, iommu_pages;
+};
+
+static void kmem_read(struct kmem *k)
+{
+	vmstat_refresh();
+	k->slab_kb = meminfo_kb("Slab");
+	k->vmalloc_kb = meminfo_kb("VmallocUsed");
+	k->iommu_pages = vmstat_read("nr_iommu_pages");
+}
+
+/* Sum of run_record_bytes over every mapping in our debugfs view; -1 if none. */
+static long record_bytes_sum(void)
+{
+	static char view[1 << 20];
+	const char *key = "run_record_bytes ";
+	long sum = -1;
+	char *p = view;
+
+	if (read_view(view, sizeof(view)))
+		return -1;
+	while ((p = strstr(p, key))) {
+		p += strlen(key);
+		sum = (sum < 0 ? 0 : sum) + strtol(p, NULL, 10);
 	}
-	memset(buf, 0x5a, size);
-	run_case(container, "hugetlb", buf, size, rounds);
-	if (munmap(buf, size))
-		die_msg("case hugetlb: munmap: %s", strerror(errno));
-	if (write_long(path, before))
-		die_msg("case hugetlb: cannot restore %s to %ld", path, before);
+	return sum;
+}
+
+static void section_kmem(int container)
+{
+	uint64_t size = (uint64_t)opt.kmem_mib << 20, npages = size / SZ_4K;
+	double slab[MAX_ROUNDS], vm[MAX_ROUNDS], pt[MAX_ROUNDS], tot[MAX_ROUNDS], rec[MAX_ROUNDS];
+	double per_gib = (double)SZ_1G / size;
+	bool have_rec = true, have_pt = true;
+	struct buf b;
+	char why[128];
+	uint64_t x = 12345;
+	long r;
+
+	/* Fragmented: touch the pages in a scattered order (a permutation by a
+	 * multiplier coprime to npages), so physically adjacent pages land at
+	 * distant virtual addresses. */
+	b.p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b.p == MAP_FAILED)
+		die_msg("kmem: mmap: %s", strerror(errno));
+	if (madvise(b.p, size, MADV_NOHUGEPAGE))
+		die_msg("kmem: madvise: %s", strerror(errno));
+	b.size = size;
+	b.hugetlb_before = -1;
+	(void)why;
+	for (uint64_t i = 0; i < npages; i++) {
+		x = (x * 2654435761ULL + 1) % npages;	/* LCG: full period when npages is 2^k */
+		((char *)b.p)[(npages & (npages - 1) ? i : x) * SZ_4K] = 1;
+	}
+	memset(b.p, 0x5a, size);	/* anything x missed (npages not 2^k) */
+	for (int i = 0; i < opt.krounds; i++) {
+		struct kmem k0, k1;
+		long recb;
+
+		kmem_read(&k0);
+		r = dma_map(container, BENCH_IOVA, b.p, size, DMA_RW);
+		if (r)
+			die_msg("kmem: MAP_DMA: %s", strerror(-r));
+		kmem_read(&k1);
+		recb = record_bytes_sum();
+		r = dma_unmap(container, BENCH_IOVA, size, 0, NULL);
+		if (r)
+			die_msg("kmem: UNMAP_DMA: %s", strerror(-r));
+		slab[i] = (k1.slab_kb - k0.slab_kb) * 1024.0 * per_gib;
+		vm[i] = (k1.vmalloc_kb - k0.vmalloc_kb) * 1024.0 * per_gib;
+		if (k0.iommu_pages < 0)
+			have_pt = false;
+		pt[i] = (k1.iommu_pages - k0.iommu_pages) * (double)sysconf(_SC_PAGESIZE) * per_gib;
+		tot[i] = slab[i] + vm[i] + (have_pt ? pt[i] : 0);
+		if (recb < 0)
+			have_rec = false;
+		rec[i] = recb * per_gib;
+		printf("# kmem round %d: Slab %+ld kB, VmallocUsed %+ld kB, nr_iommu_pages %+ld, run_record_bytes %ld (%llu MiB mapped)\n",
+		       i, k1.slab_kb - k0.slab_kb, k1.vmalloc_kb - k0.vmalloc_kb,
+		       k1.iommu_pages - k0.iommu_pages, recb, (unsigned long long)opt.kmem_mib);
+	}
+	buf_free(&b);
+	RES("kmem", "4k-frag", opt.kmem_mib);
+	printf(" slab_B=%.0f vmalloc_B=%.0f", median(slab, opt.krounds), median(vm, opt.krounds));
+	if (have_pt)
+		printf(" iommupt_B=%.0f", median(pt, opt.krounds));
+	printf(" total_B=%.0f", median(tot, opt.krounds));
+	if (have_rec)
+		printf(" record_B=%.0f", median(rec, opt.krounds));
+	printf("\n");
+	fflush(stdout);
 }
 
 int main(int argc, char **argv)
 {
-	int rounds = argc > 1 ? atoi(argv[1]) : 5;
-	long size_mib = argc > 2 ? atol(argv[2]) : 1024;
-	const char *cases = argc > 3 ? argv[3] : "4k,thp,hugetlb";
-	uint64_t size = (uint64_t)size_mib << 20;
-	char list[64], *c, *save;
-	int container;
+	int container, group;
 
-	if (rounds < 1 || rounds > MAX_ROUNDS || size_mib < 2 || size_mib % 2)
-		die_msg("usage: bench [ROUNDS 1..%d [SIZE_MIB, even [CASES]]]", MAX_ROUNDS);
-	container = open_container();
-	printf("# bench: %d rounds of %ld MiB at iova 0x%llx, cases %s\n", rounds, size_mib,
-	       BENCH_IOVA, cases);
-	fflush(stdout);
-	snprintf(list, sizeof(list), "%s", cases);
-	for (c = strtok_r(list, ",", &save); c; c = strtok_r(NULL, ",", &save)) {
-		if (!strcmp(c, "4k"))
-			case_4k(container, size, rounds);
-		else if (!strcmp(c, "thp"))
-			case_thp(container, size, rounds);
-		else if (!strcmp(c, "hugetlb"))
-			case_hugetlb(container, size, rounds);
-		else
-			die_msg("unknown case '%s' (4k, thp, hugetlb)", c);
+	parse_args(argc, argv);
+	printf("# bench: sections %s\n", opt.sections);
+	/* kmem first, in a container of its own: a fresh IOMMU domain, whose
+	 * page tables hold nothing left over from other sections. */
+	if (in_list(opt.sections, "kmem")) {
+		container = open_container(&group);
+		section_kmem(container);
+		close(container);
+		close(group);
 	}
+	container = open_container(&group);
+	fflush(stdout);
+	if (in_list(opt.sections, "size"))
+		section_size(container);
+	if (in_list(opt.sections, "count"))
+		section_count(container);
+	if (in_list(opt.sections, "dirty"))
+		section_dirty(container);
 	close(container);
+	close(group);
+	if (ring_fd >= 0)
+		close(ring_fd);
 	return 0;
 }
