@@ -73,14 +73,28 @@ impl UserBitmap {
             let n =
                 usize::try_from(nwords.saturating_sub(w)).map_or(buf.len(), |n| n.min(buf.len()));
             let words = buf.get_mut(..n).ok_or(EINVAL)?;
-            for (index, word) in (w..).zip(words.iter_mut()) {
-                *word = match src {
-                    // Every page dirty: whole words need no composing.
-                    None if index != 0 && index.saturating_add(1) < nwords => u64::MAX,
-                    _ => compose_word(index, shift, total, src),
-                };
-                if index == 0 {
-                    *word |= leftover;
+            if src.is_none() {
+                // Every page dirty: whole words need no composing, only the
+                // first and the last of the report.
+                words.fill(u64::MAX);
+                let edges = [0, nwords.saturating_sub(1)];
+                for index in edges
+                    .into_iter()
+                    .filter(|i| (w..w.saturating_add(n as u64)).contains(i))
+                {
+                    let at = usize::try_from(index.saturating_sub(w)).unwrap_or(usize::MAX);
+                    if let Some(word) = words.get_mut(at) {
+                        *word = compose_word(index, shift, total, None);
+                    }
+                }
+            } else {
+                for (index, word) in (w..).zip(words.iter_mut()) {
+                    *word = compose_word(index, shift, total, src);
+                }
+            }
+            if w == 0 {
+                if let Some(first) = words.first_mut() {
+                    *first |= leftover;
                 }
             }
             self.write_words(first_word.saturating_add(w), words)?;

@@ -138,7 +138,7 @@ impl Mapping {
     /// past the last page are never reported.)
     pub(crate) fn mark_all_dirty(&mut self) {
         if let Some(words) = self.dirty.as_mut() {
-            words.iter_mut().for_each(|w| *w = u64::MAX);
+            words.fill(u64::MAX);
         }
     }
 
@@ -194,7 +194,7 @@ impl Mapping {
     /// Reported: starts over with only the pages devices keep pinned.
     pub(crate) fn restart_dirty(&mut self) {
         if let Some(d) = self.dirty.as_mut() {
-            d.iter_mut().for_each(|w| *w = 0);
+            d.fill(0);
         }
         self.mark_device_pinned();
     }
