@@ -109,8 +109,13 @@ extern "C" fn vfio_rs_open(arg: c_ulong) -> *mut c_void {
 }
 
 /// `release`: the container's last user is gone.
+///
+/// # Safety
+///
+/// vfio core's contract: `iommu_data` came from [`vfio_rs_open`] and is not
+/// used again after this call.
 #[no_mangle]
-extern "C" fn vfio_rs_release(iommu_data: *mut c_void) {
+unsafe extern "C" fn vfio_rs_release(iommu_data: *mut c_void) {
     // SAFETY: vfio core passes back the pointer `vfio_rs_open` returned and
     // never uses it after this call.
     let c = unsafe { <Arc<Container> as ForeignOwnable>::from_foreign(iommu_data) };
@@ -120,8 +125,14 @@ extern "C" fn vfio_rs_release(iommu_data: *mut c_void) {
 
 /// `ioctl`: VFIO_CHECK_EXTENSION (with a NULL `iommu_data` before
 /// VFIO_SET_IOMMU) and every container ioctl after it.
+///
+/// # Safety
+///
+/// vfio core's contract: `iommu_data` is NULL (before `VFIO_SET_IOMMU`) or
+/// came from [`vfio_rs_open`] and is held until [`vfio_rs_release`]; `arg`
+/// is the user's ioctl argument (only ever used as a user address).
 #[no_mangle]
-extern "C" fn vfio_rs_ioctl(iommu_data: *mut c_void, cmd: c_uint, arg: c_ulong) -> c_long {
+unsafe extern "C" fn vfio_rs_ioctl(iommu_data: *mut c_void, cmd: c_uint, arg: c_ulong) -> c_long {
     let c = if iommu_data.is_null() {
         None
     } else {
@@ -137,8 +148,13 @@ extern "C" fn vfio_rs_ioctl(iommu_data: *mut c_void, cmd: c_uint, arg: c_ulong) 
 }
 
 /// `attach_group`: a group joins the container.
+///
+/// # Safety
+///
+/// vfio core's contract: `iommu_data` came from [`vfio_rs_open`]; `group` is
+/// a valid group vfio core keeps referenced until the matching detach.
 #[no_mangle]
-extern "C" fn vfio_rs_attach_group(
+unsafe extern "C" fn vfio_rs_attach_group(
     iommu_data: *mut c_void,
     group: *mut bindings::iommu_group,
     group_type: bindings::vfio_group_type,
@@ -147,7 +163,7 @@ extern "C" fn vfio_rs_attach_group(
     let c = unsafe { container(iommu_data) };
     // SAFETY: vfio core holds a reference on `group` until detach.
     let group = unsafe { domain::GroupRef::new(group) };
-    match c.attach_group(group, group_type) {
+    match c.attach_group(group, uapi::GroupType::from_raw(group_type)) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }
@@ -155,8 +171,13 @@ extern "C" fn vfio_rs_attach_group(
 
 /// `group_iommu_domain`: the paging domain `group` is attached to
 /// (`ERR_PTR(-ENODEV)` if none, `-EINVAL` for NULL arguments).
+///
+/// # Safety
+///
+/// vfio core's contract: non-NULL `iommu_data` came from [`vfio_rs_open`];
+/// non-NULL `group` is referenced by vfio core for the call.
 #[no_mangle]
-extern "C" fn vfio_rs_group_iommu_domain(
+unsafe extern "C" fn vfio_rs_group_iommu_domain(
     iommu_data: *mut c_void,
     group: *mut bindings::iommu_group,
 ) -> *mut bindings::iommu_domain {
@@ -171,8 +192,16 @@ extern "C" fn vfio_rs_group_iommu_domain(
 }
 
 /// `detach_group`: a group leaves the container. Cannot fail.
+///
+/// # Safety
+///
+/// vfio core's contract: `iommu_data` came from [`vfio_rs_open`]; `group` is
+/// still referenced by vfio core.
 #[no_mangle]
-extern "C" fn vfio_rs_detach_group(iommu_data: *mut c_void, group: *mut bindings::iommu_group) {
+unsafe extern "C" fn vfio_rs_detach_group(
+    iommu_data: *mut c_void,
+    group: *mut bindings::iommu_group,
+) {
     // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
     let c = unsafe { container(iommu_data) };
     // SAFETY: vfio core still holds its reference on `group`.
@@ -215,8 +244,12 @@ unsafe extern "C" fn vfio_rs_pin_pages(
 }
 
 /// `unpin_pages`: drops what `pin_pages` took. Cannot fail.
+///
+/// # Safety
+///
+/// vfio core's contract: `iommu_data` came from [`vfio_rs_open`].
 #[no_mangle]
-extern "C" fn vfio_rs_unpin_pages(
+unsafe extern "C" fn vfio_rs_unpin_pages(
     iommu_data: *mut c_void,
     user_iova: bindings::dma_addr_t,
     npage: c_int,
@@ -227,8 +260,16 @@ extern "C" fn vfio_rs_unpin_pages(
 }
 
 /// `register_device`: an emulated device joins; it will hear of unmaps.
+///
+/// # Safety
+///
+/// vfio core's contract: `iommu_data` came from [`vfio_rs_open`]; `vdev` is a
+/// valid device that stays valid until [`vfio_rs_unregister_device`].
 #[no_mangle]
-extern "C" fn vfio_rs_register_device(iommu_data: *mut c_void, vdev: *mut bindings::vfio_device) {
+unsafe extern "C" fn vfio_rs_register_device(
+    iommu_data: *mut c_void,
+    vdev: *mut bindings::vfio_device,
+) {
     // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
     let c = unsafe { container(iommu_data) };
     // SAFETY: vfio core passes a registered, valid device.
@@ -238,8 +279,15 @@ extern "C" fn vfio_rs_register_device(iommu_data: *mut c_void, vdev: *mut bindin
 }
 
 /// `unregister_device`: the device leaves (before vfio core frees it).
+///
+/// # Safety
+///
+/// vfio core's contract: as for [`vfio_rs_register_device`].
 #[no_mangle]
-extern "C" fn vfio_rs_unregister_device(iommu_data: *mut c_void, vdev: *mut bindings::vfio_device) {
+unsafe extern "C" fn vfio_rs_unregister_device(
+    iommu_data: *mut c_void,
+    vdev: *mut bindings::vfio_device,
+) {
     // SAFETY: `iommu_data` came from `vfio_rs_open` (vfio core contract).
     let c = unsafe { container(iommu_data) };
     // SAFETY: as in `vfio_rs_register_device`.

@@ -25,8 +25,6 @@
 use kernel::alloc::KVVec;
 use kernel::prelude::*;
 
-use crate::pin::page_bytes;
-
 /// Words kept in the struct itself: one long-form run.
 pub(crate) const INLINE_WORDS: usize = 3;
 
@@ -49,7 +47,7 @@ pub(crate) struct PfnRun {
 impl PfnRun {
     /// The run's length in bytes.
     pub(crate) fn bytes(&self) -> u64 {
-        page_bytes(self.npages)
+        (self.npages as u64).saturating_mul(kernel::page::PAGE_SIZE as u64)
     }
 
     /// The words encoding this run (`npages` at most [`MAX_RUN_PAGES`]).

@@ -550,6 +550,27 @@ impl CapHeader {
     }
 }
 
+/// What kind of group vfio core attaches (`enum vfio_group_type`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GroupType {
+    /// Devices behind an IOMMU: the group gets a paging domain.
+    Iommu,
+    /// Emulated-IOMMU (mdev) devices: no domain; they use pin_pages/dma_rw.
+    Emulated,
+    /// Anything else (no-IOMMU groups): not for type1.
+    Other,
+}
+
+impl GroupType {
+    pub(crate) fn from_raw(t: bindings::vfio_group_type) -> Self {
+        match t {
+            bindings::vfio_group_type_VFIO_IOMMU => Self::Iommu,
+            bindings::vfio_group_type_VFIO_EMULATED_IOMMU => Self::Emulated,
+            _ => Self::Other,
+        }
+    }
+}
+
 /// Container flavours this backend implements (the `VFIO_SET_IOMMU` arg).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IommuType {

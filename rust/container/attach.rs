@@ -13,7 +13,6 @@ use kernel::prelude::*;
 use super::dma::pin_and_map_into;
 use super::Container;
 use super::ContainerInner;
-use crate::bindings;
 use crate::domain::AdoptFailure;
 use crate::domain::Domain;
 use crate::domain::GroupRef;
@@ -23,6 +22,7 @@ use crate::mapping::Mappings;
 use crate::params;
 use crate::pin::PageBatch;
 use crate::trace;
+use crate::uapi::GroupType;
 
 /// Where mappings may go once a new domain joins (see `window_with`).
 struct Window {
@@ -74,11 +74,7 @@ impl Container {
     /// leave no valid IOVA; `EPERM` without isolated MSI (unless
     /// `allow_unsafe_interrupts`); `ENODEV` for an unknown group type; the
     /// iommu core's or the pin's errno. On error the container is unchanged.
-    pub(crate) fn attach_group(
-        &self,
-        group: GroupRef,
-        group_type: bindings::vfio_group_type,
-    ) -> Result {
+    pub(crate) fn attach_group(&self, group: GroupRef, group_type: GroupType) -> Result {
         let mut inner = self.inner.lock();
         if inner.mappings.vaddr_invalid_count() > 0 {
             return Err(EBUSY);
@@ -88,10 +84,10 @@ impl Container {
         {
             return Err(EINVAL);
         }
-        if group_type == bindings::vfio_group_type_VFIO_EMULATED_IOMMU {
+        if group_type == GroupType::Emulated {
             return self.attach_emulated(&mut inner, group);
         }
-        if group_type != bindings::vfio_group_type_VFIO_IOMMU {
+        if group_type != GroupType::Iommu {
             return Err(ENODEV);
         }
         // Allocate: room to publish, then a domain with the group on it.
