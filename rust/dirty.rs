@@ -73,25 +73,13 @@ impl UserBitmap {
             let n =
                 usize::try_from(nwords.saturating_sub(w)).map_or(buf.len(), |n| n.min(buf.len()));
             let words = buf.get_mut(..n).ok_or(EINVAL)?;
-            if src.is_none() {
-                // Every page dirty: whole words need no composing, only the
-                // first and the last of the report.
-                words.fill(u64::MAX);
-                let edges = [0, nwords.saturating_sub(1)];
-                for index in edges
-                    .into_iter()
-                    .filter(|i| (w..w.saturating_add(n as u64)).contains(i))
-                {
-                    let at = usize::try_from(index.saturating_sub(w)).unwrap_or(usize::MAX);
-                    if let Some(word) = words.get_mut(at) {
-                        *word = compose_word(index, shift, total, None);
-                    }
-                }
-            } else {
-                for (index, word) in (w..).zip(words.iter_mut()) {
-                    *word = compose_word(index, shift, total, src);
-                }
-            }
+            let stream = Stream {
+                shift,
+                total,
+                nwords,
+                src,
+            };
+            stream.fill(w, words);
             if w == 0 {
                 if let Some(first) = words.first_mut() {
                     *first |= leftover;
@@ -124,6 +112,39 @@ impl UserBitmap {
         UserSlice::new(UserPtr::from_addr(self.word_addr(index)?), bytes.len())
             .writer()
             .write_slice(bytes)
+    }
+}
+
+/// The words of one report: bits `[shift, total)` of `nwords` words are a
+/// mapping's pages, `src` or all dirty.
+struct Stream<'a> {
+    shift: u64,
+    total: u64,
+    nwords: u64,
+    src: Option<&'a [u64]>,
+}
+
+impl Stream<'_> {
+    /// Fills `words` with the report's words from index `w` on.
+    fn fill(&self, w: u64, words: &mut [u64]) {
+        let Some(src) = self.src else {
+            // Every page dirty: whole words need no composing, only the
+            // first and the last of the report.
+            words.fill(u64::MAX);
+            let end = w.saturating_add(words.len() as u64);
+            for index in [0, self.nwords.saturating_sub(1)] {
+                if (w..end).contains(&index) {
+                    let at = usize::try_from(index.saturating_sub(w)).unwrap_or(usize::MAX);
+                    if let Some(word) = words.get_mut(at) {
+                        *word = compose_word(index, self.shift, self.total, None);
+                    }
+                }
+            }
+            return;
+        };
+        for (index, word) in (w..).zip(words.iter_mut()) {
+            *word = compose_word(index, self.shift, self.total, Some(src));
+        }
     }
 }
 
