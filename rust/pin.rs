@@ -186,9 +186,11 @@ impl Drop for PinnedPage {
 /// How many `struct page *` one GUP call fills: one page of pointers.
 pub(crate) const BATCH_PAGES: usize = PAGE_SIZE / core::mem::size_of::<*mut bindings::page>();
 
-/// Scratch space for one GUP call, allocated before the container lock.
+/// Scratch space for one GUP call, allocated with the container.
 pub(crate) struct PageBatch {
     pages: KVec<*mut bindings::page>,
+    /// The lengths of the batch's physically contiguous stretches.
+    lens: KVec<u16>,
 }
 
 // SAFETY: only scratch space: the pointers are written by GUP and read
@@ -197,9 +199,30 @@ unsafe impl Send for PageBatch {}
 
 impl PageBatch {
     pub(crate) fn new() -> Result<Self> {
-        let mut pages = KVec::with_capacity(BATCH_PAGES, GFP_KERNEL)?;
-        pages.resize(BATCH_PAGES, core::ptr::null_mut(), GFP_KERNEL)?;
-        Ok(Self { pages })
+        let mut pages = KVec::with_capacity(BATCH_PAGES, GFP_KERNEL_ACCOUNT)?;
+        pages.resize(BATCH_PAGES, core::ptr::null_mut(), GFP_KERNEL_ACCOUNT)?;
+        let mut lens = KVec::with_capacity(BATCH_PAGES, GFP_KERNEL_ACCOUNT)?;
+        lens.resize(BATCH_PAGES, 0u16, GFP_KERNEL_ACCOUNT)?;
+        Ok(Self { pages, lens })
+    }
+
+    /// Splits the first `got` pages into physically contiguous stretches
+    /// (one page each with `single_pages`); returns how many, their lengths
+    /// in `lens`. One scan, so that huge pages cost one pfn lookup per
+    /// stretch rather than one per page.
+    fn scan(&mut self, got: usize, single_pages: bool) -> usize {
+        let pages = self.pages.get(..got).unwrap_or(&[]);
+        let (mut i, mut count) = (0usize, 0usize);
+        while let Some(rest) = pages.get(i..).filter(|r| !r.is_empty()) {
+            let n = stretch_len(rest, single_pages);
+            if let Some(len) = self.lens.get_mut(count) {
+                // `n <= BATCH_PAGES` fits in u16.
+                *len = n as u16;
+            }
+            i = i.saturating_add(n);
+            count = count.saturating_add(1);
+        }
+        count
     }
 }
 
@@ -301,6 +324,37 @@ impl PinnedPages {
         // A VM_PFNMAP range adds at most one run (and closes the open one).
         self.runs.reserve(1)?;
         let addr = vaddr.checked_add(page_bytes(self.npages)).ok_or(EFAULT)?;
+        let got = match self.gup(addr, want, batch) {
+            Ok(got) => got,
+            Err(gup_err) => return self.add_pfnmap(addr, left, single_pages, gup_err, map_run),
+        };
+        // Room for a run per contiguous stretch of the batch (each closes
+        // the one before; the last stays open), so that recording cannot
+        // fail once the pages are pinned and charged.
+        let count = batch.scan(got, single_pages);
+        let pages = batch.pages.get(..got).unwrap_or(&[]);
+        let lens = batch.lens.get(..count).unwrap_or(&[]);
+        let reserved = self.runs.reserve(count);
+        if let Err(err) = reserved.and_then(|()| self.owner.charge_pinned(got)) {
+            for &p in pages {
+                // SAFETY: `p` was pinned just above and is recorded nowhere.
+                unsafe { bindings::unpin_user_page_range_dirty_lock(p, 1, false) };
+            }
+            if err == ENOMEM {
+                pr_warn!("map: RLIMIT_MEMLOCK ({}) exceeded\n", memlock_limit());
+            }
+            return Err(err);
+        }
+        self.locked = self.locked.saturating_add(got);
+        self.record(pages, lens, single_pages, map_run)
+    }
+
+    /// Pins up to `want` pages at `addr` into `batch`; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// GUP's errno (`EFAULT` when it pinned nothing).
+    fn gup(&self, addr: u64, want: usize, batch: &mut PageBatch) -> Result<usize> {
         let mut flags = bindings::FOLL_LONGTERM;
         if self.writable {
             flags |= bindings::FOLL_WRITE;
@@ -316,66 +370,43 @@ impl PinnedPages {
                 pages.as_mut_ptr(),
             )
         };
-        let got = match usize::try_from(got) {
-            Ok(n) if n > 0 => n.min(want),
+        match usize::try_from(got) {
+            Ok(n) if n > 0 => Ok(n.min(want)),
+            Ok(_) => Err(EFAULT),
             // GUP answers EOVERFLOW for a range ending at 2^64 (the last
             // page of the address space); no vma can be there, so this is
             // EFAULT, as the C module's pin_user_pages_remote() says.
-            _ => {
-                let gup_err = match got {
-                    0 => EFAULT,
-                    e if Error::from_errno(e) == EOVERFLOW => EFAULT,
-                    e => Error::from_errno(e),
-                };
-                return self.add_pfnmap(addr, left, single_pages, gup_err, map_run);
-            }
-        };
-        let pages = pages.get(..got).unwrap_or(&[]);
-        // Room for a run per contiguous stretch of the batch (each closes
-        // the one before; the last stays open), so that recording cannot
-        // fail once the pages are pinned and charged.
-        let reserved = self.runs.reserve(stretches(pages, single_pages));
-        if let Err(err) = reserved.and_then(|()| self.owner.charge_pinned(got)) {
-            for &p in pages {
-                // SAFETY: `p` was pinned just above and is recorded nowhere.
-                unsafe { bindings::unpin_user_page_range_dirty_lock(p, 1, false) };
-            }
-            if err == ENOMEM {
-                pr_warn!("map: RLIMIT_MEMLOCK ({}) exceeded\n", memlock_limit());
-            }
-            return Err(err);
+            Err(_) if Error::from_errno(got) == EOVERFLOW => Err(EFAULT),
+            Err(_) => Err(Error::from_errno(got)),
         }
-        self.locked = self.locked.saturating_add(got);
-        self.record(pages, single_pages, map_run)
     }
 
-    /// Appends the pinned `pages`, a contiguous stretch at a time, so that
-    /// huge pages cost one pfn lookup per stretch rather than one per page.
-    /// Room for one run per page was reserved. Every page is recorded even
-    /// if mapping a completed run fails (then the first error is returned).
+    /// Appends the pinned `pages`, a stretch of `lens` pages at a time.
+    /// Room for one run per stretch was reserved. Every page is recorded
+    /// even if mapping a completed run fails (then the first error is
+    /// returned).
     fn record(
         &mut self,
         pages: &[*mut bindings::page],
+        lens: &[u16],
         single_pages: bool,
         map_run: &mut impl FnMut(PfnRun) -> Result,
     ) -> Result {
         let mut result = Ok(());
-        let mut i = 0;
-        while let Some(rest) = pages.get(i..) {
-            let Some(&first) = rest.first() else {
+        let mut i = 0usize;
+        for &n in lens {
+            let Some(&first) = pages.get(i) else {
                 break;
             };
             // SAFETY: `first` is a valid pinned page.
             let pfn = unsafe { bindings::vfio_rs_page_to_pfn(first) } as usize;
-            let n = stretch_len(rest, single_pages);
-            let pinned = PfnRun {
+            let run = PfnRun {
                 pfn,
-                npages: n,
+                npages: usize::from(n),
                 pinned: true,
             };
-            let res = self.push_pages(pinned, single_pages, map_run);
-            result = result.and(res);
-            i = i.saturating_add(n);
+            result = result.and(self.push_pages(run, single_pages, map_run));
+            i = i.saturating_add(usize::from(n));
         }
         result
     }
@@ -498,16 +529,6 @@ fn stretch_len(pages: &[*mut bindings::page], single_pages: bool) -> usize {
         bindings::vfio_rs_pages_contiguous(pages.as_ptr().cast_mut(), pages.len() as c_ulong)
     };
     (n as usize).clamp(1, pages.len())
-}
-
-/// How many contiguous stretches `pages` holds.
-fn stretches(pages: &[*mut bindings::page], single_pages: bool) -> usize {
-    let (mut i, mut count) = (0usize, 0usize);
-    while let Some(rest) = pages.get(i..).filter(|r| !r.is_empty()) {
-        i = i.saturating_add(stretch_len(rest, single_pages));
-        count = count.saturating_add(1);
-    }
-    count
 }
 
 /// The `struct page` of `pfn` (which has one: a page GUP returned).
