@@ -525,9 +525,11 @@ TEST_F(dirty, get_bitmap_all_dirty)
 	EXPECT_BM(self->bm, 0, 0xffff, 0, 0, 0xff);
 }
 
-/* Mappings at bit offsets that are not multiples of 64 share words: the
+/* Three mappings whose bits share words (at bit offsets that are not
+ * multiples of 64), tracking started, and the first report of them: the
  * first word of each later mapping is OR'ed with what is already there. */
-TEST_F(dirty, get_bitmap_shared_words)
+static void map_shared_words_and_report(struct __test_metadata *_metadata,
+					FIXTURE_DATA(dirty) *self)
 {
 	int c = self->container;
 
@@ -539,6 +541,12 @@ TEST_F(dirty, get_bitmap_shared_words)
 	bm_fill(self->bm, 0);
 	EXPECT_EQ(0, get_bitmap(c, IOVA_BASE, 80 * PG, 16, self->bm));
 	EXPECT_BM(self->bm, 0, bits(0, 3) | bits(5, 7) | bits(10, 64), bits(0, 16));
+}
+
+/* Mappings at bit offsets that are not multiples of 64 share words. */
+TEST_F(dirty, get_bitmap_shared_words)
+{
+	map_shared_words_and_report(_metadata, self);
 }
 
 /* A base iova below the first mapping: bits count from the base. */
@@ -639,14 +647,7 @@ TEST_F(dirty, get_bitmap_stale_two_words)
 {
 	int c = self->container;
 
-	V2();
-	MAP_PAGES(0, 3, 0);	/* bits 0..2 */
-	MAP_PAGES(5, 2, 3);	/* bits 5..6 */
-	MAP_PAGES(10, 70, 5);	/* bits 10..79 */
-	ASSERT_EQ(0, dirty_start(c));
-	bm_fill(self->bm, 0);
-	EXPECT_EQ(0, get_bitmap(c, IOVA_BASE, 80 * PG, 16, self->bm));
-	EXPECT_BM(self->bm, 0, bits(0, 3) | bits(5, 7) | bits(10, 64), bits(0, 16));
+	map_shared_words_and_report(_metadata, self);
 	bm_fill(self->bm, 0);
 	EXPECT_EQ(0, get_bitmap(c, IOVA_BASE, 80 * PG, 16, self->bm));
 	/* C: bit 7 (a hole page) from then on */

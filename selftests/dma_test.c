@@ -64,18 +64,6 @@ FIXTURE_TEARDOWN(dma)
 			munmap(self->buf[i], BUF_SIZE);
 }
 
-static void fill_pattern(uint8_t *p, size_t len, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-
-	for (size_t i = 0; i < len; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = x;
-	}
-}
-
 static void print_faults(struct __test_metadata *_metadata, struct kmsg_watch *w)
 {
 	for (int i = 0; i < w->nlines; i++)

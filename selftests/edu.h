@@ -243,10 +243,17 @@ static inline int edu_dma_from_device(struct edu *e, uint64_t iova, uint32_t dev
 	return edu_dma(e, EDU_BUF_ADDR + devoff, iova, len, EDU_DMA_TO_RAM);
 }
 
-/* The group-attach helper by its old name: vfio_group_attach(). */
-static inline int edu_group_attach(int container, int id, unsigned long iommu_type)
+/* A reproducible byte pattern (xorshift32 from seed) for DMA round trips. */
+static inline void fill_pattern(uint8_t *p, size_t len, uint32_t seed)
 {
-	return vfio_group_attach(container, id, iommu_type);
+	uint32_t x = seed * 2654435761u + 1;
+
+	for (size_t i = 0; i < len; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		p[i] = x;
+	}
 }
 
 /* ---- kernel log watch for IOMMU faults ---- */

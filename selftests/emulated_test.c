@@ -182,6 +182,24 @@ static uint64_t map_size(void)
 	return (uint64_t)NPAGE_MAP * page_size();
 }
 
+/* After an unmap: the device got exactly one .dma_unmap notice, for the
+ * mapping of map_size() bytes at iova, and dropped unpinned pins in it;
+ * FOLL_PIN pins and VmLck are back to pins and lck. Returns the counters. */
+static struct trm_result *expect_one_unmap_notice(struct __test_metadata *_metadata,
+						  FIXTURE_DATA(emu) *self, uint64_t iova,
+						  long unpinned, long pins, long lck)
+{
+	struct trm_result *c = counters(_metadata, self);
+
+	EXPECT_EQ(1, c->unmap_calls);
+	EXPECT_EQ(iova, c->last_unmap_iova);
+	EXPECT_EQ(map_size(), c->last_unmap_len);
+	EXPECT_EQ(unpinned, c->unmap_unpinned);
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+	return c;
+}
+
 /*
  * 1. A container with only the emulated group: TYPE1v2 works; no IOMMU
  * domain means no aperture (no IOVA_RANGE capability, any iova is valid),
@@ -401,14 +419,8 @@ TEST_F(emu, unmap_notifies)
 
 	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, 2 * map_size(), 0, &sz));
 	EXPECT_EQ(2 * map_size(), sz);
-	c = counters(_metadata, self);
-	EXPECT_EQ(1, c->unmap_calls);
-	EXPECT_EQ(IOVA_BASE, c->last_unmap_iova);
-	EXPECT_EQ(map_size(), c->last_unmap_len);
-	EXPECT_EQ(5, c->unmap_unpinned);
+	c = expect_one_unmap_notice(_metadata, self, IOVA_BASE, 5, pins, lck);
 	EXPECT_EQ(0, c->pinned);
-	EXPECT_EQ(pins, pins_outstanding());
-	EXPECT_EQ(lck, vmlck_kb());
 
 	/* The pinned mapping is the second one now; UNMAP_ALL notifies too. */
 	ASSERT_EQ(0, emu_run(_metadata, self, TRM_OP_RESET_COUNTERS, 0, 0, 0, NULL, 0, NULL));
@@ -418,13 +430,7 @@ TEST_F(emu, unmap_notifies)
 	ASSERT_EQ(2, pin(_metadata, self, IOVA_BASE + map_size() + ps, 2, TRM_PROT_READ, NULL));
 	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
 	EXPECT_EQ(2 * map_size(), sz);
-	c = counters(_metadata, self);
-	EXPECT_EQ(1, c->unmap_calls);
-	EXPECT_EQ(IOVA_BASE + map_size(), c->last_unmap_iova);
-	EXPECT_EQ(map_size(), c->last_unmap_len);
-	EXPECT_EQ(2, c->unmap_unpinned);
-	EXPECT_EQ(pins, pins_outstanding());
-	EXPECT_EQ(lck, vmlck_kb());
+	expect_one_unmap_notice(_metadata, self, IOVA_BASE + map_size(), 2, pins, lck);
 }
 
 /*
@@ -508,7 +514,7 @@ TEST_F(emu, mixed_container)
 {
 	long pins, lck, ps = page_size();
 	char info[4096];
-	struct trm_result r, *c;
+	struct trm_result r;
 	uint64_t sz = 0;
 	uint8_t *buf;
 
@@ -539,13 +545,7 @@ TEST_F(emu, mixed_container)
 
 	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, &sz));
 	EXPECT_EQ(map_size(), sz);
-	c = counters(_metadata, self);
-	EXPECT_EQ(1, c->unmap_calls);
-	EXPECT_EQ(IOVA_BASE, c->last_unmap_iova);
-	EXPECT_EQ(map_size(), c->last_unmap_len);
-	EXPECT_EQ(2, c->unmap_unpinned);
-	EXPECT_EQ(pins, pins_outstanding());
-	EXPECT_EQ(lck, vmlck_kb());
+	expect_one_unmap_notice(_metadata, self, IOVA_BASE, 2, pins, lck);
 }
 
 /*
@@ -590,24 +590,8 @@ TEST_F(emu, mixed_detach_reaccounts)
 /* VFIO_IOMMU_DIRTY_PAGES GET_BITMAP of [iova, iova + size) into one u64. */
 static long get_dirty_word(int c, uint64_t iova, uint64_t size, uint64_t *word)
 {
-	struct {
-		struct vfio_iommu_type1_dirty_bitmap hdr;
-		struct vfio_iommu_type1_dirty_bitmap_get get;
-	} a = {
-		.hdr = { .argsz = sizeof(a), .flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP },
-		.get = { .iova = iova, .size = size,
-			 .bitmap = { .pgsize = 4096, .size = 8, .data = (void *)word } },
-	};
-
 	*word = 0;
-	return xioctl(c, VFIO_IOMMU_DIRTY_PAGES, (unsigned long)&a);
-}
-
-static long dirty_op(int c, uint32_t flag)
-{
-	struct vfio_iommu_type1_dirty_bitmap d = { .argsz = sizeof(d), .flags = flag };
-
-	return xioctl(c, VFIO_IOMMU_DIRTY_PAGES, (unsigned long)&d);
+	return dirty_get_bitmap(c, iova, size, 4096, 8, word);
 }
 
 /*
@@ -624,7 +608,7 @@ TEST_F(emu, dirty_exactly_what_devices_touched)
 	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
 	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
-	ASSERT_EQ(0, dirty_op(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START));
+	ASSERT_EQ(0, dirty_pages(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START));
 	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
 	EXPECT_EQ(0ULL, w);
 
@@ -641,7 +625,7 @@ TEST_F(emu, dirty_exactly_what_devices_touched)
 	ASSERT_EQ(0, dma_read(_metadata, self, IOVA_BASE + 12 * ps, 8, NULL));
 	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
 	EXPECT_EQ(1ULL << 9, w);
-	ASSERT_EQ(0, dirty_op(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
+	ASSERT_EQ(0, dirty_pages(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
 	EXPECT_EQ(-EINVAL, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
 	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
 }
@@ -677,25 +661,32 @@ TEST_F(emu, iommu_group_joins_later)
 	EXPECT_EQ(lck, vmlck_kb());
 }
 
+/* The mdev group's fd closed (out of the container), the first edu group
+ * in it instead, TYPE1v2. */
+static void edu_group_instead(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self)
+{
+	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
+
+	ASSERT_NE(NULL, g);
+	close_fd(&self->group);
+	self->edu_group = vfio_open_viable_group(g->id);
+	ASSERT_GE(self->edu_group, 0);
+	ASSERT_EQ(0, xioctl(self->edu_group, VFIO_GROUP_SET_CONTAINER,
+			    (unsigned long)&self->container));
+	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+}
+
 /*
  * 6c. An emulated group cannot join a container while a vaddr is
  * invalidated (attach returns -EBUSY), and can once it is restored.
  */
 TEST_F(emu, attach_with_invalid_vaddr)
 {
-	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
 	uint8_t *buf;
 
-	ASSERT_NE(NULL, g);
 	/* The mdev group goes into a second container; the edu group and the
 	 * update-vaddr dance happen in the fixture's. */
-	close(self->group);
-	self->group = -1;
-	self->edu_group = vfio_open_viable_group(g->id);
-	ASSERT_GE(self->edu_group, 0);
-	ASSERT_EQ(0, xioctl(self->edu_group, VFIO_GROUP_SET_CONTAINER,
-			    (unsigned long)&self->container));
-	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	edu_group_instead(_metadata, self);
 	EXPECT_EQ(1, xioctl(self->container, VFIO_CHECK_EXTENSION, VFIO_UPDATE_VADDR));
 	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
@@ -725,21 +716,13 @@ TEST_F(emu, attach_with_invalid_vaddr)
  */
 TEST_F(emu, vaddr_invalid_unmapped_then_pin_regress)
 {
-	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
 	long ps = page_size();
 	struct trm_result r;
 	uint8_t *buf;
 
-	ASSERT_NE(NULL, g);
 	/* VADDR invalidation is refused with an emulated group attached:
 	 * the mdev group joins only after the dance. */
-	close(self->group);
-	self->group = -1;
-	self->edu_group = vfio_open_viable_group(g->id);
-	ASSERT_GE(self->edu_group, 0);
-	ASSERT_EQ(0, xioctl(self->edu_group, VFIO_GROUP_SET_CONTAINER,
-			    (unsigned long)&self->container));
-	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	edu_group_instead(_metadata, self);
 	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
 	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(),
@@ -779,7 +762,7 @@ TEST_F(emu, dirty_full_when_iommu_group_leaves_regress)
 	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
 	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
-	ASSERT_EQ(0, dirty_op(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START));
+	ASSERT_EQ(0, dirty_pages(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START));
 	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
 	EXPECT_EQ(all, w);
 	ASSERT_EQ(1, pin(_metadata, self, IOVA_BASE + 9 * ps, 1, TRM_PROT_READ, NULL));
@@ -795,7 +778,7 @@ TEST_F(emu, dirty_full_when_iommu_group_leaves_regress)
 	ASSERT_EQ(0, dma_write(_metadata, self, IOVA_BASE + 5 * ps, "y", 1));
 	ASSERT_EQ(0, get_dirty_word(self->container, IOVA_BASE, map_size(), &w));
 	EXPECT_EQ((1ULL << 5) | (1ULL << 9), w);
-	ASSERT_EQ(0, dirty_op(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
+	ASSERT_EQ(0, dirty_pages(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
 	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
 }
 

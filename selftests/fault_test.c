@@ -42,17 +42,11 @@
  *       -- ./selftests/fault_test
  */
 #include "kselftest_harness.h"
-#include "vfio_util.h"
-#include "leak_util.h"
+#include "fixture.h"
 
 #include <stddef.h>
 #include <sys/stat.h>
 
-#ifndef MAP_HUGE_2MB
-#define MAP_HUGE_2MB (21 << 26)
-#endif
-
-#define IOVA_BASE	0x10000000ULL	/* valid on both arches */
 #define IOVA_SCRATCH	0x30000000ULL	/* the "still works" MAP + UNMAP */
 #define NPAGES_BIG	1088		/* > 2 GUP batches of 512 */
 #define NPAGES_FAULTIN	32		/* not populated: GUP faults them in */
@@ -61,53 +55,7 @@
 #define MAX_NTH		4000		/* a runaway guard, never reached */
 #define DBGFS		"/sys/kernel/debug"
 
-/* --- the test mdev's command ABI (selftests/mdev/vfio_rs_test_mdev.c) ---- */
-
-#define TRM_PARENT	"/sys/class/mdev_bus/vfio_rs_test_mdev"
-#define TRM_CREATE	TRM_PARENT "/mdev_supported_types/vfio_rs_test_mdev-1/create"
-#define TRM_DATA_MAX	8192
-
-enum { TRM_OP_NOP = 0, TRM_OP_PIN = 1, TRM_OP_DMA_READ = 3, TRM_OP_DMA_WRITE = 4 };
-
-struct trm_cmd {
-	uint32_t op;
-	uint32_t prot;
-	uint64_t iova;
-	int32_t npage;
-	uint32_t len;
-	uint8_t data[];
-};
-
-struct trm_result {
-	int64_t ret;
-	int64_t unmap_calls;
-	uint64_t last_unmap_iova;
-	uint64_t last_unmap_len;
-	int64_t unmap_unpinned;
-	int64_t pinned;
-	uint8_t data[TRM_DATA_MAX];
-};
-
 /* --- small helpers ------------------------------------------------------- */
-
-static bool backend_is_rust(void)
-{
-	const char *b = getenv("VFIO_BACKEND");
-
-	return !b || !strcmp(b, "rust");
-}
-
-static int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
-		r = -errno;
-	close(fd);
-	return r;
-}
 
 static int read_str(const char *path, char *buf, size_t len)
 {
@@ -189,7 +137,7 @@ static int fi_configure(const char **what)
 			return r;
 		}
 	}
-	if (!backend_is_rust())
+	if (backend_is_c())
 		return 0;	/* the C module has none of our points */
 	fei_clear();
 	for (size_t i = 0; i < sizeof(fei_points) / sizeof(fei_points[0]); i++) {
@@ -208,7 +156,7 @@ static int fi_configure(const char **what)
 
 static void fi_restore(void)
 {
-	if (backend_is_rust())
+	if (!backend_is_c())
 		fei_clear();
 	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]); i++)
 		if (knobs[i].saved)
@@ -314,11 +262,7 @@ struct fctx {
 	int group;		/* edu group 0 */
 	int group2;		/* edu group 1 */
 	int mgroup;		/* the mdev's group */
-	int dev;		/* the mdev's device fd */
-	uint64_t region;	/* its command region */
-	int mgroup_id;
-	char uuid[40];
-	bool mdev_created;
+	struct trm_dev mdev;	/* the mdev: uuid, group id, device fd, region */
 	char *buf;		/* the buffer the op maps */
 	size_t len;
 	bool buf_faultin;	/* fresh unpopulated buffer every iteration */
@@ -391,16 +335,9 @@ static int setup_edu_container(struct fctx *c)
 	return xioctl(c->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU);
 }
 
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-	*fd = -1;
-}
-
 static void teardown_all(struct fctx *c)
 {
-	close_fd(&c->dev);
+	trm_close(&c->mdev);
 	close_fd(&c->group2);
 	close_fd(&c->group);
 	close_fd(&c->mgroup);
@@ -421,115 +358,46 @@ static long still_works(struct fctx *c)
 
 /* --- the mdev ------------------------------------------------------------ */
 
-static int trm_load(void)
-{
-	const char *paths[] = { getenv("VFIO_RS_TEST_MDEV_KO"),
-				"./test-mdev/vfio_rs_test_mdev.ko",
-				"../test-mdev/vfio_rs_test_mdev.ko",
-				"/vmtest/test-mdev/vfio_rs_test_mdev.ko" };
-	int fd = -1, r;
-
-	if (!access(TRM_PARENT, F_OK))
-		return 0;
-	if (system("modprobe mdev"))
-		return -ENOENT;
-	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]) && fd < 0; i++)
-		if (paths[i])
-			fd = open(paths[i], O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -ENOENT;
-	r = syscall(__NR_finit_module, fd, "", 0) ? -errno : 0;
-	close(fd);
-	return r == -EEXIST ? 0 : r;
-}
-
 static int mdev_create(struct fctx *c)
 {
-	char path[PATH_MAX], link[PATH_MAX];
-	ssize_t n;
-	int r;
+	int r = trm_load();
 
-	r = trm_load();
-	if (r)
-		return r;
-	if (read_str("/proc/sys/kernel/random/uuid", c->uuid, sizeof(c->uuid)))
-		return -EIO;
-	r = write_str(TRM_CREATE, c->uuid);
-	if (r)
-		return r;
-	c->mdev_created = true;
-	snprintf(path, sizeof(path), "/sys/bus/mdev/devices/%s/iommu_group", c->uuid);
-	n = readlink(path, link, sizeof(link) - 1);
-	if (n <= 0)
-		return -ENOENT;
-	link[n] = 0;
-	c->mgroup_id = atoi(strrchr(link, '/') + 1);
-	return 0;
-}
-
-static void mdev_remove(struct fctx *c)
-{
-	char path[PATH_MAX];
-
-	if (!c->mdev_created)
-		return;
-	snprintf(path, sizeof(path), "/sys/bus/mdev/devices/%s/remove", c->uuid);
-	write_str(path, "1");
-	c->mdev_created = false;
+	return r ? r : trm_create(&c->mdev);
 }
 
 /* Container with the mdev's (emulated) group, TYPE1v2, the device open. */
 static int setup_emu_container(struct fctx *c)
 {
-	struct vfio_region_info reg = { .argsz = sizeof(reg), .index = 0 };
+	int r;
 
 	c->container = open("/dev/vfio/vfio", O_RDWR);
 	if (c->container < 0)
 		return -errno;
-	c->mgroup = vfio_open_viable_group(c->mgroup_id);
+	c->mgroup = vfio_open_viable_group(c->mdev.group_id);
 	if (c->mgroup < 0)
 		return c->mgroup;
 	if (set_container(c->mgroup, c->container))
 		return -errno;
 	if (xioctl(c->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU))
 		return -errno;
-	c->dev = xioctl(c->mgroup, VFIO_GROUP_GET_DEVICE_FD, (unsigned long)c->uuid);
-	if (c->dev < 0)
-		return c->dev;
-	if (xioctl(c->dev, VFIO_DEVICE_GET_REGION_INFO, (unsigned long)&reg))
-		return -errno;
-	c->region = reg.offset;
-	return 0;
+	r = trm_open(&c->mdev, c->mgroup);
+	return r < 0 ? r : 0;
 }
 
-/* Sends one command; -errno if the write itself failed. */
-static long trm_send(struct fctx *c, uint32_t op, uint64_t iova, int npage,
-		     const void *data, uint32_t len)
+/* Sends one command (read-write pins); -errno if the write itself failed. */
+static long mdev_send(struct fctx *c, uint32_t op, uint64_t iova, int npage,
+		      const void *data, uint32_t len)
 {
-	static union {
-		struct trm_cmd c;
-		uint8_t bytes[sizeof(struct trm_cmd) + TRM_DATA_MAX];
-	} u;
-	size_t n = sizeof(u.c) + (data ? len : 0);
-
-	memset(&u.c, 0, sizeof(u.c));
-	u.c.op = op;
-	u.c.iova = iova;
-	u.c.npage = npage;
-	u.c.prot = 3;	/* IOMMU_READ | IOMMU_WRITE */
-	u.c.len = len;
-	if (data)
-		memcpy(u.c.data, data, len);
-	return pwrite(c->dev, &u, n, c->region) == (ssize_t)n ? 0 : -errno;
+	return trm_send(&c->mdev, op, iova, npage, TRM_PROT_READ | TRM_PROT_WRITE, data, len);
 }
 
 /* The last command's vfio result: 0 or -errno (pin: 0 if all pinned). */
 static long trm_result(struct fctx *c, long sent, long expect)
 {
-	if (sent)
-		return sent;
-	if (pread(c->dev, &c->res, sizeof(c->res), c->region) != sizeof(c->res))
-		return -errno;
+	long r = sent ? sent : trm_recv(&c->mdev, &c->res);
+
+	if (r)
+		return r;
 	if (c->res.ret < 0)
 		return c->res.ret;
 	return c->res.ret == expect ? 0 : -ERANGE;
@@ -600,29 +468,17 @@ static const char *check_map(struct fctx *c, long r)
 /* UNMAP_DMA with GET_DIRTY_BITMAP of a mapping while tracking is on. */
 static int setup_unmap_dirty(struct fctx *c)
 {
-	struct vfio_iommu_type1_dirty_bitmap d = {
-		.argsz = sizeof(d), .flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_START,
-	};
 	int r = setup_edu_container(c);
 
 	if (r || (r = map_buf(c)))
 		return r;
-	return xioctl(c->container, VFIO_IOMMU_DIRTY_PAGES, (unsigned long)&d);
+	return dirty_pages(c->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
 }
 
 static long call_unmap_dirty(struct fctx *c)
 {
-	struct {
-		struct vfio_iommu_type1_dma_unmap u;
-		struct vfio_bitmap b;
-	} a = {
-		.u = { .argsz = sizeof(a), .flags = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
-		       .iova = IOVA_BASE, .size = c->len },
-		.b = { .pgsize = SZ_4K, .size = sizeof(c->bm), .data = (void *)c->bm },
-	};
-
 	memset(c->bm, 0, sizeof(c->bm));
-	return xioctl(c->container, VFIO_IOMMU_UNMAP_DMA, (unsigned long)&a);
+	return dma_unmap_bitmap(c->container, IOVA_BASE, c->len, SZ_4K, sizeof(c->bm), c->bm);
 }
 
 /* Every page of the mapping reported dirty (the group is not "pinned"). */
@@ -659,11 +515,7 @@ static int setup_dirty_start(struct fctx *c)
 
 static long call_dirty_start(struct fctx *c)
 {
-	struct vfio_iommu_type1_dirty_bitmap d = {
-		.argsz = sizeof(d), .flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_START,
-	};
-
-	return xioctl(c->container, VFIO_IOMMU_DIRTY_PAGES, (unsigned long)&d);
+	return dirty_pages(c->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
 }
 
 static const char *check_dirty_start(struct fctx *c, long r)
@@ -674,17 +526,8 @@ static const char *check_dirty_start(struct fctx *c, long r)
 /* DIRTY_PAGES GET_BITMAP of a mapping while tracking is on. */
 static long call_get_bitmap(struct fctx *c)
 {
-	struct {
-		struct vfio_iommu_type1_dirty_bitmap d;
-		struct vfio_iommu_type1_dirty_bitmap_get g;
-	} a = {
-		.d = { .argsz = sizeof(a), .flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP },
-		.g = { .iova = IOVA_BASE, .size = c->len,
-		       .bitmap = { .pgsize = SZ_4K, .size = sizeof(c->bm), .data = (void *)c->bm } },
-	};
-
 	memset(c->bm, 0, sizeof(c->bm));
-	return xioctl(c->container, VFIO_IOMMU_DIRTY_PAGES, (unsigned long)&a);
+	return dirty_get_bitmap(c->container, IOVA_BASE, c->len, SZ_4K, sizeof(c->bm), c->bm);
 }
 
 static const char *check_get_bitmap(struct fctx *c, long r)
@@ -818,7 +661,7 @@ static int setup_pin_on_attach(struct fctx *c)
 
 	if (r || (r = map_buf(c)))
 		return r;
-	r = trm_result(c, trm_send(c, TRM_OP_PIN, IOVA_BASE, 4, NULL, 0), 4);
+	r = trm_result(c, mdev_send(c, TRM_OP_PIN, IOVA_BASE, 4, NULL, 0), 4);
 	if (r)
 		return r;
 	c->group = group_open(0);
@@ -852,7 +695,7 @@ static int setup_emu(struct fctx *c)
 
 static long call_emu_pin(struct fctx *c)
 {
-	return trm_send(c, TRM_OP_PIN, IOVA_BASE, NPAGES_EMU, NULL, 0);
+	return mdev_send(c, TRM_OP_PIN, IOVA_BASE, NPAGES_EMU, NULL, 0);
 }
 
 static long result_emu_pin(struct fctx *c, long r)
@@ -863,8 +706,7 @@ static long result_emu_pin(struct fctx *c, long r)
 /* The pin references the driver holds now; -1 if it cannot be asked. */
 static long trm_pinned(struct fctx *c)
 {
-	if (trm_send(c, TRM_OP_NOP, 0, 0, NULL, 0) ||
-	    pread(c->dev, &c->res, sizeof(c->res), c->region) != sizeof(c->res))
+	if (trm_run(&c->mdev, TRM_OP_NOP, 0, 0, 0, NULL, 0, &c->res))
 		return -1;
 	return c->res.pinned;
 }
@@ -887,15 +729,15 @@ static int setup_emu_pinned(struct fctx *c)
 {
 	int r = setup_emu(c);
 
-	return r ? r : trm_result(c, trm_send(c, TRM_OP_PIN, IOVA_BASE, NPAGES_EMU, NULL, 0),
+	return r ? r : trm_result(c, mdev_send(c, TRM_OP_PIN, IOVA_BASE, NPAGES_EMU, NULL, 0),
 				  NPAGES_EMU);
 }
 
 static long call_close_dev(struct fctx *c)
 {
-	long r = close(c->dev) ? -errno : 0;
+	long r = close(c->mdev.fd) ? -errno : 0;
 
-	c->dev = -1;
+	c->mdev.fd = -1;
 	return r;
 }
 
@@ -912,12 +754,12 @@ static uint8_t rw_data[TRM_DATA_MAX];
 
 static long call_emu_write(struct fctx *c)
 {
-	return trm_send(c, TRM_OP_DMA_WRITE, IOVA_BASE + 2048, 0, rw_data, sizeof(rw_data));
+	return mdev_send(c, TRM_OP_DMA_WRITE, IOVA_BASE + 2048, 0, rw_data, sizeof(rw_data));
 }
 
 static long call_emu_read(struct fctx *c)
 {
-	return trm_send(c, TRM_OP_DMA_READ, IOVA_BASE + 2048, 0, NULL, sizeof(rw_data));
+	return mdev_send(c, TRM_OP_DMA_READ, IOVA_BASE + 2048, 0, NULL, sizeof(rw_data));
 }
 
 static long result_emu_rw(struct fctx *c, long r)
@@ -1044,7 +886,7 @@ static void sweep(struct __test_metadata *_metadata, struct fctx *c, const struc
 
 	kmsg_new_splats(op->name, 0);
 	for (n = 1; n <= MAX_NTH; n++) {
-		c->container = c->group = c->group2 = c->mgroup = c->dev = -1;
+		c->container = c->group = c->group2 = c->mgroup = c->mdev.fd = -1;
 		r = op->setup(c);
 		ASSERT_EQ(0, r) TH_LOG("%s n=%u: setup failed: %s", op->name, n, strerror(-r));
 		c->pins0 = pins_outstanding();
@@ -1104,7 +946,7 @@ static void fault_loop(struct __test_metadata *_metadata, struct fctx *c,
 	c->scratch = anon_populated(SZ_4K);
 	ASSERT_NE(NULL, c->scratch);
 	sweep(_metadata, c, op, SWEEP_FAIL_NTH);
-	if (backend_is_rust())
+	if (!backend_is_c())
 		sweep(_metadata, c, op, SWEEP_FAIL_FUNCTION);
 	munmap(c->scratch, SZ_4K);
 }
@@ -1123,7 +965,7 @@ FIXTURE_SETUP(fault)
 
 	memset(&self->c, 0, sizeof(self->c));
 	self->c.container = self->c.group = self->c.group2 = -1;
-	self->c.mgroup = self->c.dev = -1;
+	self->c.mgroup = self->c.mdev.fd = -1;
 	self->c.old_nr_huge = -1;
 	if (!fault_injection_available())
 		SKIP(return, "no fault injection (needs the debug kernel: FAULT_INJECTION_DEBUG_FS, FAILSLAB, FAIL_PAGE_ALLOC, FAIL_FUNCTION)");
@@ -1143,7 +985,7 @@ FIXTURE_TEARDOWN(fault)
 	fi_restore();
 	teardown_all(&self->c);
 	buf_free(&self->c);
-	mdev_remove(&self->c);
+	trm_remove(&self->c.mdev);
 	if (self->c.old_nr_huge >= 0)
 		write_long(self->c.nr_huge_path, self->c.old_nr_huge);
 	close_fd(&fnth_fd);

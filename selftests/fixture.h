@@ -9,8 +9,8 @@
  *  2. Leak accounting (outstanding FOLL_PIN pins, this process's VmLck and
  *     the backend module's refcnt: a baseline taken in FIXTURE_SETUP and
  *     compared in FIXTURE_TEARDOWN after every fd is closed), the backend's
- *     module parameters, and thin MAP_DMA / UNMAP_DMA / GET_INFO wrappers
- *     returning -errno.
+ *     module parameters, and thin MAP_DMA / UNMAP_DMA / DIRTY_PAGES /
+ *     GET_INFO wrappers returning -errno.
  *  3. For the tests: which backend runs (backend_is_c(), BUG_C()), the
  *     common IOVAs and sizes, container/group setup in one call, and the
  *     test mdev driver's command ABI (selftests/mdev/vfio_rs_test_mdev.c)
@@ -430,6 +430,48 @@ static inline long dma_unmap(int container, uint64_t iova, uint64_t size, uint32
 	return r;
 }
 
+/* UNMAP_DMA with GET_DIRTY_BITMAP of [iova, iova + size) at pgsize into
+ * data (bmsize bytes); 0 or -errno. */
+static inline long dma_unmap_bitmap(int container, uint64_t iova, uint64_t size,
+				    uint64_t pgsize, uint64_t bmsize, void *data)
+{
+	struct {
+		struct vfio_iommu_type1_dma_unmap u;
+		struct vfio_bitmap b;
+	} a = {
+		.u = { .argsz = sizeof(a), .flags = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
+		       .iova = iova, .size = size },
+		.b = { .pgsize = pgsize, .size = bmsize, .data = data },
+	};
+
+	return xioctl(container, VFIO_IOMMU_UNMAP_DMA, (unsigned long)&a);
+}
+
+/* VFIO_IOMMU_DIRTY_PAGES with flags (START or STOP); 0 or -errno. */
+static inline long dirty_pages(int container, uint32_t flags)
+{
+	struct vfio_iommu_type1_dirty_bitmap d = { .argsz = sizeof(d), .flags = flags };
+
+	return xioctl(container, VFIO_IOMMU_DIRTY_PAGES, (unsigned long)&d);
+}
+
+/* DIRTY_PAGES GET_BITMAP of [iova, iova + size) at pgsize into data (bmsize
+ * bytes); 0 or -errno. */
+static inline long dirty_get_bitmap(int container, uint64_t iova, uint64_t size,
+				    uint64_t pgsize, uint64_t bmsize, void *data)
+{
+	struct {
+		struct vfio_iommu_type1_dirty_bitmap hdr;
+		struct vfio_iommu_type1_dirty_bitmap_get get;
+	} a = {
+		.hdr = { .argsz = sizeof(a), .flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP },
+		.get = { .iova = iova, .size = size,
+			 .bitmap = { .pgsize = pgsize, .size = bmsize, .data = data } },
+	};
+
+	return xioctl(container, VFIO_IOMMU_DIRTY_PAGES, (unsigned long)&a);
+}
+
 /* Full VFIO_IOMMU_GET_INFO into buf (bufsz bytes); 0 or -errno. */
 static inline long iommu_get_info(int container, void *buf, uint32_t bufsz)
 {
@@ -782,10 +824,17 @@ static inline int trm_open(struct trm_dev *d, int group)
 	return fd;
 }
 
-/* Runs one command and reads its result into *r; 0 or -errno of the
- * pwrite/pread itself (the vfio call's result is r->ret). */
-static inline int trm_run(struct trm_dev *d, uint32_t op, uint64_t iova, int32_t npage,
-			  uint32_t prot, const void *data, uint32_t len, struct trm_result *r)
+/* Closes the device fd if open. */
+static inline void trm_close(struct trm_dev *d)
+{
+	close_fd(&d->fd);
+}
+
+/* Runs one command: its pwrite() and no other system call (fault_test arms
+ * a fault around exactly this); 0 or -errno of the pwrite. Not thread-safe
+ * (one static command buffer). */
+static inline int trm_send(struct trm_dev *d, uint32_t op, uint64_t iova, int32_t npage,
+			   uint32_t prot, const void *data, uint32_t len)
 {
 	static union {
 		struct trm_cmd c;
@@ -803,11 +852,23 @@ static inline int trm_run(struct trm_dev *d, uint32_t op, uint64_t iova, int32_t
 		memcpy(u.c.data, data, len);
 		n += len;
 	}
-	if (pwrite(d->fd, &u, n, d->region) != (ssize_t)n)
-		return -errno;
-	if (pread(d->fd, r, sizeof(*r), d->region) != (ssize_t)sizeof(*r))
-		return -errno;
-	return 0;
+	return pwrite(d->fd, &u, n, d->region) == (ssize_t)n ? 0 : -errno;
+}
+
+/* Reads the last command's result into *r; 0 or -errno of the pread. */
+static inline int trm_recv(struct trm_dev *d, struct trm_result *r)
+{
+	return pread(d->fd, r, sizeof(*r), d->region) == (ssize_t)sizeof(*r) ? 0 : -errno;
+}
+
+/* Runs one command and reads its result into *r; 0 or -errno of the
+ * pwrite/pread itself (the vfio call's result is r->ret). */
+static inline int trm_run(struct trm_dev *d, uint32_t op, uint64_t iova, int32_t npage,
+			  uint32_t prot, const void *data, uint32_t len, struct trm_result *r)
+{
+	int e = trm_send(d, op, iova, npage, prot, data, len);
+
+	return e ? e : trm_recv(d, r);
 }
 
 #endif /* FIXTURE_H */

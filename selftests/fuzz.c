@@ -42,8 +42,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/mman.h>
-#include "vfio_util.h"
-#include "trm.h"
+#include "fixture.h"
 
 /* Fixed user addresses, the same in every run (ASLR off). Below 2^39 so
  * they exist with any arm64 VA size. */
@@ -68,14 +67,12 @@ enum {
  * read-only page for structs the kernel cannot write back to. */
 enum { S_ARG = 0, S_BM = 2, S_BM_N = 10, S_GUARD = 12, S_RO = 13, S_END = 15 };
 
-#define IOVA_BASE 0x10000000ULL	/* where most mappings go; valid on both arches */
+/* Most mappings go at IOVA_BASE (fixture.h) + up to IOVA_SPAN pages. */
 #define IOVA_SPAN 256		/* pages */
 #define MAXMAP 256
 #define MAXPIN 128
 #define NGROUPS 4
 #define G_MDEV 3
-
-static uint64_t PG;
 
 /* --- PRNG ------------------------------------------------------------------ */
 
@@ -605,68 +602,11 @@ static uint64_t vaddr_pick(uint64_t size)
 
 /* --- backend checks ---------------------------------------------------------- */
 
-static int module_refcnt(const char *m)
-{
-	char path[128];
-	int v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/module/%s/refcnt", m);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fscanf(f, "%d", &v) != 1)
-		v = -1;
-	fclose(f);
-	return v;
-}
-
 /* The container is served by the backend under test and not the other
  * one (vfio core falls back to the next backend if one refuses). */
 static bool served_by_expected(void)
 {
-	return module_refcnt(expected_module) >= 1 && module_refcnt(other_module) <= 0;
-}
-
-static long pins_outstanding(void)
-{
-	long a = -1, r = -1, v;
-	char key[64];
-	FILE *f;
-	int fd = open("/proc/sys/vm/stat_refresh", O_WRONLY);
-
-	if (fd >= 0) {
-		ssize_t w = write(fd, "1\n", 2);	/* best effort: exact counters */
-
-		(void)w;
-		close(fd);
-	}
-	f = fopen("/proc/vmstat", "r");
-	if (!f)
-		return LONG_MIN;
-	while (fscanf(f, "%63s %ld", key, &v) == 2) {
-		if (!strcmp(key, "nr_foll_pin_acquired"))
-			a = v;
-		if (!strcmp(key, "nr_foll_pin_released"))
-			r = v;
-	}
-	fclose(f);
-	return a < 0 || r < 0 ? LONG_MIN : a - r;
-}
-
-static long vmlck_kb(void)
-{
-	char l[256];
-	long v = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(l, sizeof(l), f))
-		if (!strncmp(l, "VmLck:", 6))
-			v = strtol(l + 6, NULL, 10);
-	fclose(f);
-	return v;
+	return sysfs_module_refcnt(expected_module) >= 1 && sysfs_module_refcnt(other_module) <= 0;
 }
 
 /* --- container ops ------------------------------------------------------------ */
@@ -1621,7 +1561,6 @@ int main(int argc, char **argv)
 	logfp = fopen(logpath, "w");
 	if (!logfp)
 		return 1;
-	PG = sysconf(_SC_PAGESIZE);
 	expected_module = backend_module();
 	other_module = strcmp(expected_module, "vfio_iommu_type1") ? "vfio_iommu_type1"
 								    : "vfio_iommu_type1_rs";

@@ -87,6 +87,18 @@ static void *anon(size_t size, size_t align)
 	return p;
 }
 
+/* A populated 4K-aligned anonymous buffer of size bytes; then the variant's
+ * IOMMU type is set on the container. */
+static void *anon_set_iommu(struct __test_metadata *_metadata, FIXTURE_DATA(map) *self,
+			    const FIXTURE_VARIANT(map) *variant, size_t size)
+{
+	void *buf = anon(size, SZ_4K);
+
+	ASSERT_NE(NULL, buf);
+	set_iommu(_metadata, self, variant);
+	return buf;
+}
+
 /* Maps buf at iova, checks that exactly size/4K pages are pinned and
  * accounted in locked_vm while mapped, unmaps it with an exact unmap and
  * checks both are back. */
@@ -112,19 +124,15 @@ static void map_unmap_check(struct __test_metadata *_metadata, int c, uint64_t i
 
 TEST_F(map, map_unmap_4k)
 {
-	void *buf = anon(SZ_4K, SZ_4K);
+	void *buf = anon_set_iommu(_metadata, self, variant, SZ_4K);
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	map_unmap_check(_metadata, self->container, IOVA_BASE, buf, SZ_4K);
 }
 
 TEST_F(map, map_unmap_2m)
 {
-	void *buf = anon(SZ_2M, SZ_4K);
+	void *buf = anon_set_iommu(_metadata, self, variant, SZ_2M);
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	map_unmap_check(_metadata, self->container, IOVA_BASE, buf, SZ_2M);
 }
 
@@ -142,11 +150,9 @@ TEST_F(map, map_unmap_64m)
 /* Device read-only and write-only mappings are both allowed. */
 TEST_F(map, map_read_only_or_write_only)
 {
-	char *buf = anon(2 * SZ_4K, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, 2 * SZ_4K);
 	uint64_t sz;
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_4K, VFIO_DMA_MAP_FLAG_READ));
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + SZ_4K, buf + SZ_4K, SZ_4K,
 			     VFIO_DMA_MAP_FLAG_WRITE));
@@ -221,11 +227,9 @@ TEST_F(map, map_hugetlb)
 TEST_F(map, map_bad_argsz)
 {
 	struct vfio_iommu_type1_dma_map m;
-	char *buf = anon(SZ_4K, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, SZ_4K);
 	uint32_t sizes[] = { 0, 8, MAP_MINSZ - 1 };
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	for (unsigned int i = 0; i < 3; i++) {
 		m = (struct vfio_iommu_type1_dma_map){
 			.argsz = sizes[i], .flags = DMA_RW,
@@ -240,10 +244,8 @@ TEST_F(map, map_bad_argsz)
 
 TEST_F(map, map_bad_flags)
 {
-	char *buf = anon(SZ_4K, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, SZ_4K);
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	/* Unknown flags. */
 	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW | (1 << 3)));
 	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW | (1u << 31)));
@@ -259,10 +261,8 @@ TEST_F(map, map_bad_flags)
 
 TEST_F(map, map_zero_size)
 {
-	char *buf = anon(SZ_4K, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, SZ_4K);
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, 0, DMA_RW));
 	/* Checked before the flags. */
 	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, 0, 0));
@@ -270,10 +270,8 @@ TEST_F(map, map_zero_size)
 
 TEST_F(map, map_misaligned)
 {
-	char *buf = anon(4 * SZ_4K, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, 4 * SZ_4K);
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE + 0x800, buf, SZ_4K, DMA_RW));
 	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE + 8, buf, SZ_4K, DMA_RW));
 	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf + 0x800, SZ_4K, DMA_RW));
@@ -322,12 +320,10 @@ static long iova_ranges(int c, struct vfio_iova_range *out, int max)
 TEST_F(map, map_outside_iova_ranges)
 {
 	struct vfio_iova_range rg[16];
-	char *buf = anon(2 * SZ_4K, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, 2 * SZ_4K);
 	long n;
 	uint64_t hole, last;
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	n = iova_ranges(self->container, rg, 16);
 	ASSERT_GE(n, 2);
 	/* The MSI window: 0xfee00000 on x86_64 (IOAPIC/MSI), the SMMUv3
@@ -354,12 +350,10 @@ TEST_F(map, map_outside_iova_ranges)
 
 TEST_F(map, map_overlap_eexist)
 {
-	char *buf = anon(SZ_2M + 2 * SZ_4K, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, SZ_2M + 2 * SZ_4K);
 	long pins;
 	uint64_t sz;
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
 	pins = pins_outstanding();
 	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
@@ -381,11 +375,9 @@ TEST_F(map, map_overlap_eexist)
 
 TEST_F(map, map_unmapped_vaddr)
 {
-	char *buf = anon(3 * SZ_4K, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, 3 * SZ_4K);
 	long pins;
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	ASSERT_EQ(0, munmap(buf + SZ_4K, SZ_4K));
 	pins = pins_outstanding();
 	/* Hole in the middle: the first page gets pinned, then unwound. */
@@ -400,12 +392,10 @@ TEST_F(map, map_unmapped_vaddr)
 
 TEST_F(map, map_readonly_vma)
 {
-	char *buf = anon(2 * SZ_4K, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, 2 * SZ_4K);
 	long pins, lck;
 	uint64_t sz;
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	ASSERT_EQ(0, mprotect(buf, 2 * SZ_4K, PROT_READ));
 	pins = pins_outstanding();
 	lck = vmlck_kb();
@@ -434,12 +424,10 @@ static void map_two(struct __test_metadata *_metadata, int c, char *buf)
  * iova unmaps all of it), v2 refuses to bisect a mapping. */
 TEST_F(map, unmap_partial)
 {
-	char *buf = anon(2 * SZ_2M, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, 2 * SZ_2M);
 	uint64_t sz;
 	long pins = pins_outstanding();
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	map_two(_metadata, self->container, buf);
 	if (variant->v2) {
 		/* Start inside A. */
@@ -489,11 +477,9 @@ TEST_F(map, unmap_partial)
 /* One unmap covering several mappings reports their total. */
 TEST_F(map, unmap_multiple)
 {
-	char *buf = anon(2 * SZ_2M, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, 2 * SZ_2M);
 	uint64_t sz;
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	map_two(_metadata, self->container, buf);
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + 8 * SZ_2M, buf, SZ_4K, DMA_RW));
 	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, 8 * SZ_2M + SZ_4K, 0, &sz));
@@ -517,13 +503,11 @@ TEST_F(map, unmap_nothing)
 
 TEST_F(map, unmap_bad_input)
 {
-	char *buf = anon(SZ_2M, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, SZ_2M);
 	struct vfio_iommu_type1_dma_unmap u;
 	uint64_t sz;
 	long pins;
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
 	pins = pins_outstanding();
 	/* argsz below minsz */
@@ -560,12 +544,10 @@ TEST_F(map, unmap_bad_input)
 
 TEST_F(map, unmap_all)
 {
-	char *buf = anon(SZ_2M + 32 * SZ_4K, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, SZ_2M + 32 * SZ_4K);
 	long pins = pins_outstanding(), lck = vmlck_kb();
 	uint64_t sz;
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW));
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + SZ_2M, buf + SZ_4K, SZ_2M, DMA_RW));
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + 8 * SZ_2M, buf + SZ_4K + SZ_2M,
@@ -584,11 +566,9 @@ TEST_F(map, unmap_all)
 /* Mappings still present at close are unpinned by the release. */
 TEST_F(map, close_with_mappings)
 {
-	char *buf = anon(SZ_2M, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, SZ_2M);
 	long pins = pins_outstanding();
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
 	EXPECT_EQ(pins + 512, pins_outstanding());
 	/* The teardown's leak check does the rest. */
@@ -598,12 +578,10 @@ TEST_F(map, close_with_mappings)
  * the new vaddr; pins stay throughout. */
 TEST_F(map, update_vaddr)
 {
-	char *buf = anon(2 * SZ_2M, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, 2 * SZ_2M);
 	long pins = pins_outstanding();
 	uint64_t sz;
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
 	/* Not invalidated yet. */
 	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf + SZ_2M, SZ_2M,
@@ -679,12 +657,10 @@ static int memlock_child(int c, char *buf)
 
 TEST_F(map, rlimit_memlock)
 {
-	char *buf = anon(SZ_2M + 256 * SZ_4K, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, SZ_2M + 256 * SZ_4K);
 	int status;
 	pid_t pid;
 
-	ASSERT_NE(NULL, buf);
-	set_iommu(_metadata, self, variant);
 	pid = fork();
 	ASSERT_GE(pid, 0);
 	if (pid == 0)
