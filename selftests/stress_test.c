@@ -750,10 +750,14 @@ static void add_worker(FIXTURE_DATA(stress) *self, int i, const char *name, step
 
 /*
  * The C module oopses when dirty reports race the rest of this test: a
- * NULL dma->bitmap in update_user_bitmap() (seen in stress.ops on arm64 and
- * in close_while_busy on x86_64, make check 2026-11-27). Its bug, not
- * ours: on C the dirty-tracking worker stays off unless $STRESS_C_DIRTY
- * is set (to reproduce it); the mappers' unmaps with a bitmap then get
+ * NULL dma->bitmap in update_user_bitmap() (make check 2026-11-27: arm64
+ * stress.ops, x86_64 close_while_busy; 2 of 3 runs with $STRESS_C_DIRTY).
+ * Cause: vfio_dma_do_unmap() with GET_DIRTY_BITMAP drops iommu->lock to
+ * notify an emulated device of its pins, then goes on without checking
+ * again that tracking is on; a DIRTY_PAGES STOP in that window freed the
+ * bitmaps. Ours checks again on every pass (and needs no per-mapping
+ * bitmap to report). On C the dirty worker stays off unless
+ * $STRESS_C_DIRTY is set; the mappers' unmaps with a bitmap then get
  * EINVAL (tracking off), which they accept.
  */
 static bool c_dirty_oops(void)
