@@ -240,6 +240,7 @@ impl Container {
         let inner = self.inner.lock();
         InfoReply::new(
             inner.pgsize_bitmap,
+            inner.min_pgsize(),
             inner.mappings.avail(),
             inner.valid.ranges(),
         )

@@ -224,7 +224,7 @@ impl ContainerInner {
             return Err(EINVAL);
         }
         // The range must not bisect a mapping.
-        if self.mappings.tree().bisects(range) {
+        if self.mappings.bisects(range) {
             return Err(EINVAL);
         }
         let pgshift = pgsize.trailing_zeros();

@@ -242,6 +242,17 @@ pub(crate) struct Mappings {
 /// A tree node allocated before taking the container lock.
 pub(crate) type MappingSlot = IovaSlot<Mapping>;
 
+/// Every read-only lookup of the tree (`find`, `first_overlapping`,
+/// `covered`, `bisects`, ...); changes go through `Mappings`, which keeps
+/// the counters.
+impl core::ops::Deref for Mappings {
+    type Target = IovaTree<Mapping>;
+
+    fn deref(&self) -> &IovaTree<Mapping> {
+        &self.tree
+    }
+}
+
 impl HasRange for Mapping {
     fn range(&self) -> IovaRange {
         self.range
@@ -302,41 +313,12 @@ impl Mappings {
         Ok(())
     }
 
-    /// The mappings, in IOVA order, and the lookups of [`IovaTree`].
-    pub(crate) fn tree(&self) -> &IovaTree<Mapping> {
-        &self.tree
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Mapping> {
-        self.tree.iter()
-    }
-
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Mapping> {
         self.tree.iter_mut()
     }
 
-    pub(crate) fn get(&self, start: u64) -> Option<&Mapping> {
-        self.tree.get(start)
-    }
-
     pub(crate) fn get_mut(&mut self, start: u64) -> Option<&mut Mapping> {
         self.tree.get_mut(start)
-    }
-
-    pub(crate) fn find(&self, iova: u64) -> Option<&Mapping> {
-        self.tree.find(iova)
-    }
-
-    pub(crate) fn first_overlapping(&self, r: &IovaRange) -> Option<u64> {
-        self.tree.first_overlapping(r)
-    }
-
-    pub(crate) fn overlaps(&self, r: &IovaRange) -> bool {
-        self.tree.overlaps(r)
-    }
-
-    pub(crate) fn first_key(&self) -> Option<u64> {
-        self.tree.first_key()
     }
 
     /// Adds `m`, which overlaps no mapping and has its vaddr valid; the

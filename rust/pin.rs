@@ -14,6 +14,7 @@ use kernel::sync::aref::ARef;
 use kernel::task::Task;
 
 use crate::bindings;
+use crate::runs::page_bytes;
 use crate::runs::PfnRun;
 use crate::runs::RunList;
 
@@ -541,9 +542,4 @@ pub(crate) fn pfn_to_page(pfn: usize) -> *mut bindings::page {
 /// Converts a pfn to the physical address `iommu_map` takes.
 pub(crate) fn pfn_to_phys(pfn: usize) -> u64 {
     (pfn as u64).wrapping_shl(PAGE_SHIFT as u32)
-}
-
-/// The bytes of `npages` pages (saturating: no mapping comes near it).
-pub(crate) fn page_bytes(npages: usize) -> u64 {
-    (npages as u64).saturating_mul(PAGE_SIZE as u64)
 }

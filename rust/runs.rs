@@ -34,6 +34,11 @@ const CHUNK_WORDS: usize = 512;
 /// Most pages one long-form run may hold (longer runs are split).
 const MAX_RUN_PAGES: usize = (1 << 30) - 1;
 
+/// The bytes of `npages` pages (saturating: no mapping comes near it).
+pub(crate) fn page_bytes(npages: usize) -> u64 {
+    (npages as u64).saturating_mul(kernel::page::PAGE_SIZE as u64)
+}
+
 /// A physically contiguous run of pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PfnRun {
@@ -47,7 +52,7 @@ pub(crate) struct PfnRun {
 impl PfnRun {
     /// The run's length in bytes.
     pub(crate) fn bytes(&self) -> u64 {
-        (self.npages as u64).saturating_mul(kernel::page::PAGE_SIZE as u64)
+        page_bytes(self.npages)
     }
 
     /// The words encoding this run (`npages` at most [`MAX_RUN_PAGES`]).

@@ -426,21 +426,25 @@ pub(crate) struct InfoReply {
 }
 
 impl InfoReply {
-    /// The reply for a container with page sizes `pgsizes` (the smallest
-    /// is the dirty-tracking granularity), `dma_avail` more mappings
+    /// The reply for a container with page sizes `pgsizes` (the smallest,
+    /// `min_pgsize`, is the dirty-tracking granularity), `dma_avail` more mappings
     /// allowed and the valid IOVA `ranges` (no capability when empty): the
     /// chain is MIGRATION, DMA_AVAIL, then IOVA_RANGE, as in C.
     ///
     /// # Errors
     ///
     /// `ENOMEM`.
-    pub(crate) fn new(pgsizes: u64, dma_avail: u32, ranges: &[IovaRange]) -> Result<Self> {
+    pub(crate) fn new(
+        pgsizes: u64,
+        min_pgsize: u64,
+        dma_avail: u32,
+        ranges: &[IovaRange],
+    ) -> Result<Self> {
         let mut reply = Self {
             pgsizes,
             caps: KVec::new(),
             last: None,
         };
-        let min_pgsize = 1u64.checked_shl(pgsizes.trailing_zeros()).unwrap_or(0);
         reply.add_cap(&CapMigration {
             header: CapHeader::new(bindings::VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, 1),
             pgsize_bitmap: min_pgsize,

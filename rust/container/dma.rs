@@ -152,7 +152,7 @@ impl Container {
         let mut inner = self.inner.lock();
         let range = inner.check_unmap(req, self.v2())?;
         // Collected first, so that nothing changes if this allocation fails.
-        let keys = inner.mappings.tree().covered(&range, self.v2())?;
+        let keys = inner.mappings.covered(&range, self.v2())?;
         let keys = keys.as_slice();
         if req.action == UnmapAction::InvalidateVaddr {
             return inner.invalidate_vaddrs(keys).map(UnmapStep::Done);
@@ -305,7 +305,7 @@ impl ContainerInner {
         }
         // v2 never splits a mapping: the range must not bisect one.
         if v2 && matches!(req.scope, UnmapScope::Range { .. }) {
-            if self.mappings.tree().bisects(&range) {
+            if self.mappings.bisects(&range) {
                 return Err(EINVAL);
             }
         }
