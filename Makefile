@@ -9,12 +9,13 @@
 #   make bench       MAP/UNMAP_DMA throughput, ours vs the C module (not a test)
 #   make fuzz        differential fuzzing, C vs ours: SEEDS="1 2" or SEEDS=random:N, OPS=N
 #   make kselftests-vfio   the kernel's own vfio kselftests, both backends
+#   make check-clients     QEMU passing an edu device to a nested guest, both backends
 
 ARCH ?= x86_64
 SHELL := /bin/bash
 SCRIPTS := $(CURDIR)/scripts
 
-.PHONY: all setup kernels module selftests check run bench fuzz kselftests-vfio clean
+.PHONY: all setup kernels module selftests check run bench fuzz kselftests-vfio check-clients clean
 
 all: module
 
@@ -46,6 +47,9 @@ fuzz: setup
 
 kselftests-vfio: setup
 	@$(SCRIPTS)/kselftests-vfio
+
+check-clients: setup
+	@$(SCRIPTS)/check-clients
 
 clean:
 	rm -rf out
