@@ -4,18 +4,21 @@
 #   make kernels     build (or reuse) the x86_64 and arm64 test kernels
 #   make module      build vfio_iommu_type1_rs.ko for ARCH (default x86_64)
 #   make selftests   build the kselftests for ARCH
-#   make check       all tests, both arches, both backends
+#   make check       all tests, both arches, both backends (KERNEL=7.2 make check: on Linux 7.2)
+#   make check-matrix  the whole suite on every supported kernel version
 #   make run         set up, build and walk through the VFIO flow in a VM
 #   make bench       MAP/UNMAP_DMA throughput, ours vs the C module (not a test)
 #   make fuzz        differential fuzzing, C vs ours: SEEDS="1 2" or SEEDS=random:N, OPS=N
 #   make kselftests-vfio   the kernel's own vfio kselftests, both backends
+#   make study       the call chains below the backend, step by step, C vs ours
+#                    (ARCH=arm64 unless given: ARCH=x86_64, ARCH=all)
 #   make check-clients     QEMU passing an edu device to a nested guest, both backends
 
 ARCH ?= x86_64
 SHELL := /bin/bash
 SCRIPTS := $(CURDIR)/scripts
 
-.PHONY: all setup kernels module selftests check run bench fuzz kselftests-vfio check-clients clean
+.PHONY: all setup kernels module selftests check run bench fuzz kselftests-vfio check-clients check-matrix study clean
 
 all: module
 
@@ -48,8 +51,16 @@ fuzz: setup
 kselftests-vfio: setup
 	@$(SCRIPTS)/kselftests-vfio
 
+# The study defaults to arm64 (SMMUv3), whatever ARCH defaults to above.
+STUDY_ARCH := $(if $(filter command line environment,$(origin ARCH)),$(ARCH),arm64)
+study:
+	@$(SCRIPTS)/study $(STUDY_ARCH)
+
 check-clients: setup
 	@$(SCRIPTS)/check-clients
+
+check-matrix:
+	@$(SCRIPTS)/check-matrix
 
 clean:
 	rm -rf out

@@ -6,7 +6,12 @@
 VFIO_RS_CACHE=${VFIO_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vfio-type1-rs}
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-KERNEL_VERSION_WANT=7.3
+# The Linux version to build the test kernels from and test against:
+# KERNEL=7.2 make check. 7.3 is the default and the one CI runs; each
+# version has its own source tree, kernel builds and out/ directory.
+KERNEL_VERSION_DEFAULT=7.3
+KERNEL_VERSION_WANT=${KERNEL:-$KERNEL_VERSION_DEFAULT}
+KERNEL_VERSIONS_SUPPORTED="7.3 7.2"
 BINDGEN_VERSION=0.72.1
 LIBCLANG_VERSION=18.1.1
 
@@ -14,6 +19,9 @@ TOOLS_DIR=$VFIO_RS_CACHE/tools
 DEBS_DIR=$VFIO_RS_CACHE/debs
 SRC_DIR=$VFIO_RS_CACHE/src
 BUILD_DIR=$VFIO_RS_CACHE/build
+# Build products and logs: out/ for the default kernel, out/linux-V/ else.
+OUT_DIR=$REPO_ROOT/out
+[ "$KERNEL_VERSION_WANT" = "$KERNEL_VERSION_DEFAULT" ] || OUT_DIR=$REPO_ROOT/out/linux-$KERNEL_VERSION_WANT
 
 # The kernel's Rust support needs these three on PATH / in the environment.
 export PATH=$TOOLS_DIR/bindgen/bin:$PATH
@@ -28,10 +36,18 @@ export RUST_LIB_SRC=$TOOLS_DIR/rust-src/usr/lib/rustlib/src/rust/library
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# The kernel source tree extracted by setup (pristine; builds use O=).
+case " $KERNEL_VERSIONS_SUPPORTED " in
+  *" $KERNEL_VERSION_WANT "*) ;;
+  *) die "KERNEL=$KERNEL_VERSION_WANT is not supported (supported: $KERNEL_VERSIONS_SUPPORTED; see README, Kernels)" ;;
+esac
+
+# The kernel source tree of KERNEL_VERSION_WANT extracted by setup
+# (pristine; builds use O=). Caches from before versions were selectable
+# name the 7.3 tree in .current.
 kernel_src() {
   local d
-  d=$(cat "$SRC_DIR/.current" 2>/dev/null) || return 1
+  d=$(cat "$SRC_DIR/.current-$KERNEL_VERSION_WANT" 2>/dev/null) ||
+    { [ "$KERNEL_VERSION_WANT" = 7.3 ] && d=$(cat "$SRC_DIR/.current" 2>/dev/null); } || return 1
   [ -d "$d" ] && printf '%s\n' "$d"
 }
 
