@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The key facts of `make study` (docs/attach-flow.md), checked on every
+ * suite run so that they cannot rot: the study flow (study.h: SET_IOMMU,
+ * MAP_DMA of scattered 4 KiB pages and of a 2 MiB hugetlb page, a second
+ * group merging, UNMAP_DMA of each, detach) is walked once on the backend
+ * under test with kprobe events on the iommu core and the IOMMU driver, and
+ * what the driver did is checked:
+ *
+ *   - SET_IOMMU allocates one paging domain and reaches the driver's attach
+ *     (arm_smmu_attach_dev / intel_iommu_attach_device), which writes the
+ *     device's table entries (a CD and an STE / a VT-d context entry);
+ *   - MAP_DMA writes one page-table leaf per 4 KiB page, one io-pgtable call
+ *     per physically contiguous run, and the 2 MiB hugetlb page as one 2 MiB
+ *     block (level-2 block on arm64, superpage on VT-d), not 512 pages;
+ *   - the second group is merged: one domain allocated for it and freed
+ *     again, nothing mapped anew; every domain allocated is freed;
+ *   - every UNMAP_DMA invalidates the IOTLB, and (when the other backend can
+ *     be loaded in this VM: the C module next to ours, or ours next to C
+ *     when /vmtest has it) ours issues no more TLB invalidations per unmap
+ *     than the C module does for the same flow.
+ *
+ * All probing happens in main() before the tests run, and every probe is
+ * removed again (the tests only read what was recorded); a kernel without
+ * kprobe events skips every test, saying so.
+ */
+#include "kselftest_harness.h"
+#include "study.h"
+
+#define RS_KO	"/vmtest/vfio_iommu_type1_rs.ko"
+
+static struct {
+	char skip[200];			/* why nothing was recorded */
+	struct study_setup st;
+	struct study_flow flow;		/* the backend under test */
+	struct study_trace trace;
+	const char *other;		/* the other backend, if it ran */
+	char other_skip[200];
+	char other_err[200];		/* loading/unloading it failed */
+	struct study_flow oflow;
+	struct study_trace otrace;
+	char clean_err[200];		/* probes left behind */
+} S;
+
+static bool study_probe_set(const char *event)
+{
+	for (size_t i = 0; i < STUDY_NPROBES; i++)
+		if (!strcmp(study_probes[i].event, event))
+			return S.st.set[i];
+	return false;
+}
+
+static bool other_loaded(const char *module)
+{
+	return sysfs_module_refcnt(module) >= 0;
+}
+
+/* Loads the other backend (it then serves new containers: the most recently
+ * registered one does), walks the flow on it, unloads it. */
+static void run_other(void)
+{
+	const char *load;
+	int r;
+
+	if (backend_is_rust()) {
+		S.other = "vfio_iommu_type1";
+		load = "modprobe vfio_iommu_type1";
+	} else if (!access(RS_KO, R_OK)) {
+		S.other = "vfio_iommu_type1_rs";
+		load = "insmod " RS_KO;
+	} else {
+		snprintf(S.other_skip, sizeof(S.other_skip),
+			 "our module is not in this VM (the backend=rust VM compares with C)");
+		return;
+	}
+	if (other_loaded(S.other)) {
+		snprintf(S.other_skip, sizeof(S.other_skip), "%s is loaded already", S.other);
+		S.other = NULL;
+		return;
+	}
+	r = system(load);
+	if (r) {
+		snprintf(S.other_err, sizeof(S.other_err), "'%s' failed (%d)", load, r);
+		S.other = NULL;
+		return;
+	}
+	study_flow(&S.oflow, S.other);
+	study_collect(&S.otrace);
+	if (syscall(__NR_delete_module, S.other, O_NONBLOCK))
+		snprintf(S.other_err, sizeof(S.other_err), "unloading %s: %s", S.other,
+			 strerror(errno));
+}
+
+/* Every vfio_study probe and the instance are gone. */
+static void check_clean(void)
+{
+	char line[512];
+	FILE *f = fopen(STUDY_TRACEFS "/kprobe_events", "r");
+
+	if (!access(STUDY_INSTANCE, F_OK))
+		snprintf(S.clean_err, sizeof(S.clean_err), "%s still there", STUDY_INSTANCE);
+	while (f && fgets(line, sizeof(line), f))
+		if (strstr(line, STUDY_GROUP "/"))
+			snprintf(S.clean_err, sizeof(S.clean_err), "left behind: %.*s",
+				 (int)strcspn(line, "\n"), line);
+	if (f)
+		fclose(f);
+}
+
+static void study_run_all(void)
+{
+	if (!study_tracing_available()) {
+		snprintf(S.skip, sizeof(S.skip), "no kprobe events in this kernel (%s/kprobe_events)",
+			 STUDY_TRACEFS);
+		return;
+	}
+	if (study_setup(&S.st, false, 2048)) {
+		snprintf(S.skip, sizeof(S.skip), "probes: %s", S.st.err);
+		return;
+	}
+	study_flow(&S.flow, backend_module());
+	study_collect(&S.trace);
+	run_other();
+	study_clean();
+	check_clean();
+}
+
+/* The recorded run of the backend under test, or SKIP. */
+#define NEED_RUN() do {								\
+	if (S.skip[0])								\
+		SKIP(return, "%s", S.skip);					\
+	ASSERT_EQ(0, S.flow.failed_step) TH_LOG("flow: %s", S.flow.err);	\
+	ASSERT_STREQ("", S.flow.err);						\
+	ASSERT_EQ(0, S.trace.lost) TH_LOG("the trace buffer dropped events");	\
+	ASSERT_STREQ("", S.trace.err);						\
+} while (0)
+
+static const char *drv_attach(void)
+{
+	return arch_is_arm64() ? "arm_smmu_attach_dev" : "intel_iommu_attach_device";
+}
+
+TEST(flow_served_by_backend_under_test)
+{
+	NEED_RUN();
+	EXPECT_TRUE(S.flow.served) TH_LOG("%s did not hold the container after SET_IOMMU",
+					  S.flow.module);
+}
+
+TEST(set_iommu_allocates_a_domain_and_reaches_driver_attach)
+{
+	struct study_counts c;
+
+	NEED_RUN();
+	study_counts(&S.trace, STEP_SET_IOMMU, &c);
+	ksft_print_msg("set-iommu: %ld domain(s) allocated, %s x%ld\n", c.domains_allocated,
+		       drv_attach(), c.attaches);
+	EXPECT_EQ(1, c.domains_allocated);
+	EXPECT_GE(c.attaches, 1) TH_LOG("SET_IOMMU did not reach %s", drv_attach());
+}
+
+TEST(set_iommu_writes_device_table_entries)
+{
+	struct study_counts c;
+
+	NEED_RUN();
+	study_counts(&S.trace, STEP_SET_IOMMU, &c);
+	if (arch_is_arm64()) {
+		ksft_print_msg("set-iommu: %ld CD write(s), %ld STE write(s)\n", c.cd_writes,
+			       c.ste_writes);
+		EXPECT_GE(c.cd_writes, 1) TH_LOG("no context descriptor written");
+		EXPECT_GE(c.ste_writes, 1) TH_LOG("no stream table entry written");
+	} else {
+		ksft_print_msg("set-iommu: %ld context entry write(s)\n", c.context_writes);
+		EXPECT_GE(c.context_writes, 1) TH_LOG("no VT-d context entry written");
+	}
+}
+
+/* Page-table leaves are seen on arm64 in arm_lpae_map_pages' arguments, on
+ * x86_64 as vtdss_pt_install_leaf_entry calls (inlined in some builds). */
+static bool leaves_observable(void)
+{
+	return arch_is_arm64() || study_probe_set("vtdss_pt_install_leaf_entry");
+}
+
+TEST(map_4k_writes_one_page_entry_per_page)
+{
+	struct study_counts c;
+
+	NEED_RUN();
+	study_counts(&S.trace, STEP_MAP_4K, &c);
+	ksft_print_msg("map-4k: %d pages in %d runs: %ld map call(s), leaves %ld x 4K, %ld x 2M, %ld other\n",
+		       STUDY_PAGES, S.flow.runs, c.map_calls, c.leaves_4k, c.leaves_2m,
+		       c.leaves_other);
+	/* One map call per physically contiguous run, in both modules. */
+	EXPECT_EQ(S.flow.runs, c.map_calls);
+	if (!leaves_observable())
+		SKIP(return, "page-table leaves not observable: %s",
+		     "vtdss_pt_install_leaf_entry is inlined in this kernel");
+	EXPECT_EQ(STUDY_PAGES, c.leaves_4k);
+	EXPECT_EQ(0, c.leaves_2m + c.leaves_other);
+}
+
+TEST(map_2m_hugetlb_writes_one_block_not_512_pages)
+{
+	struct study_counts c;
+
+	NEED_RUN();
+	if (!S.flow.huge)
+		SKIP(return, "no 2 MiB hugetlb page: %s", S.flow.huge_why);
+	study_counts(&S.trace, STEP_MAP_2M, &c);
+	ksft_print_msg("map-2m: %ld map call(s), leaves %ld x 2M, %ld x 4K, %ld other\n",
+		       c.map_calls, c.leaves_2m, c.leaves_4k, c.leaves_other);
+	EXPECT_EQ(1, c.map_calls);
+	if (!leaves_observable())
+		SKIP(return, "page-table leaves not observable: %s",
+		     "vtdss_pt_install_leaf_entry is inlined in this kernel");
+	EXPECT_EQ(1, c.leaves_2m);
+	EXPECT_EQ(0, c.leaves_4k + c.leaves_other);
+}
+
+TEST(second_group_merges_onto_the_domain)
+{
+	struct study_counts c;
+
+	NEED_RUN();
+	study_counts(&S.trace, STEP_MERGE, &c);
+	ksft_print_msg("merge-group: %ld allocated, %ld freed, %s x%ld, %ld map call(s)\n",
+		       c.domains_allocated, c.domains_freed, drv_attach(), c.attaches,
+		       c.map_calls);
+	/* A domain for the group, attached, found compatible: the group moves
+	 * onto the container's domain and the new one is freed, unused. */
+	EXPECT_EQ(1, c.domains_allocated);
+	EXPECT_EQ(1, c.domains_freed);
+	EXPECT_GE(c.attaches, 2);
+	EXPECT_EQ(0, c.map_calls) TH_LOG("mappings were replayed into a domain merged away");
+}
+
+TEST(every_domain_allocated_is_freed)
+{
+	long alloc = 0, freed = 0;
+
+	NEED_RUN();
+	for (int n = 1; n <= STUDY_NSTEPS; n++) {
+		struct study_counts c;
+
+		study_counts(&S.trace, n, &c);
+		alloc += c.domains_allocated;
+		freed += c.domains_freed;
+	}
+	ksft_print_msg("flow: %ld domains allocated, %ld freed\n", alloc, freed);
+	EXPECT_GE(alloc, 2);
+	EXPECT_EQ(alloc, freed);
+}
+
+TEST(every_unmap_invalidates_the_iotlb)
+{
+	struct study_counts c4, c2;
+
+	NEED_RUN();
+	study_counts(&S.trace, STEP_UNMAP_4K, &c4);
+	study_counts(&S.trace, STEP_UNMAP_2M, &c2);
+	ksft_print_msg("TLB invalidations: unmap-4k %ld, unmap-2m %ld\n", c4.tlbi, c2.tlbi);
+	EXPECT_GE(c4.tlbi, 1);
+	if (S.flow.huge)
+		EXPECT_GE(c2.tlbi, 1);
+}
+
+TEST(unmap_invalidates_no_more_than_the_c_module)
+{
+	const struct study_trace *ours, *c;
+	const struct study_flow *of, *cf;
+	static const int steps[] = { STEP_UNMAP_4K, STEP_UNMAP_2M };
+
+	NEED_RUN();
+	ASSERT_STREQ("", S.other_err);
+	if (!S.other)
+		SKIP(return, "%s", S.other_skip);
+	ASSERT_EQ(0, S.oflow.failed_step) TH_LOG("%s: %s", S.other, S.oflow.err);
+	ASSERT_STREQ("", S.oflow.err);
+	ASSERT_TRUE(S.oflow.served) TH_LOG("%s did not serve the container", S.other);
+	ASSERT_EQ(0, S.otrace.lost);
+	ours = backend_is_rust() ? &S.trace : &S.otrace;
+	of = backend_is_rust() ? &S.flow : &S.oflow;
+	c = backend_is_rust() ? &S.otrace : &S.trace;
+	cf = backend_is_rust() ? &S.oflow : &S.flow;
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		struct study_counts o, k;
+
+		if (steps[i] == STEP_UNMAP_2M && !(of->huge && cf->huge))
+			continue;
+		study_counts(ours, steps[i], &o);
+		study_counts(c, steps[i], &k);
+		ksft_print_msg("%s: TLB invalidations: ours %ld, C %ld\n",
+			       study_step_name[steps[i]], o.tlbi, k.tlbi);
+		EXPECT_LE(o.tlbi, k.tlbi);
+	}
+}
+
+TEST(probes_removed_and_modules_as_before)
+{
+	if (S.skip[0])
+		SKIP(return, "%s", S.skip);
+	EXPECT_STREQ("", S.clean_err);
+	EXPECT_STREQ("", S.other_err);
+	if (S.other)
+		EXPECT_FALSE(other_loaded(S.other)) TH_LOG("%s still loaded", S.other);
+	EXPECT_EQ(0, backend_refcnt());
+}
+
+int main(int argc, char **argv)
+{
+	study_run_all();
+	return test_harness_run(argc, argv);
+}
