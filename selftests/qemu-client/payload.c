@@ -42,6 +42,9 @@ static const u32 multiboot_header[3] = { MB_MAGIC, MB_FLAGS, -(MB_MAGIC + MB_FLA
 /* QEMU 7.2's edu refuses a transfer of its whole buffer (off by one). */
 #define XFER 2048
 
+/* Where BAR0 is moved to (1 MiB aligned, in the 32-bit PCI hole). */
+#define MOVED_BAR 0xfe000000u
+
 /* Exit codes: QEMU exits with 2 * code + 1. */
 enum { OK = 0x10, NO_DEVICE = 0x11, BAD_ID = 0x12, DMA_TIMEOUT = 0x13, MISMATCH = 0x14 };
 
@@ -116,9 +119,43 @@ static int edu_dma(u32 bar, u32 from, u32 to, u32 len, u32 cmd)
 	return -1;
 }
 
+/* The edu answers at bar: its id, and the inverted liveness register. */
+static void check_registers(u32 bar)
+{
+	if ((*reg(bar, EDU_ID) & 0xff) != 0xed)
+		finish(BAD_ID, "edu id register is wrong");
+	*reg(bar, EDU_LIVENESS) = bar;
+	if (*reg(bar, EDU_LIVENESS) != ~bar)
+		finish(BAD_ID, "edu liveness register is wrong");
+}
+
+/* A pattern from src through the edu's buffer into dst, compared. */
+static void round_trip(u32 bar, u8 seed)
+{
+	u32 i;
+
+	for (i = 0; i < XFER; i++) {
+		src[i] = (u8)(i * 7 + seed);
+		dst[i] = 0;
+	}
+	puts("payload: DMA ");
+	puthex((u32)src);
+	puts(" -> edu -> ");
+	puthex((u32)dst);
+	puts(" through BAR0 ");
+	puthex(bar);
+	puts("\n");
+	if (edu_dma(bar, (u32)src, EDU_BUF, XFER, 0) ||
+	    edu_dma(bar, EDU_BUF, (u32)dst, XFER, EDU_DMA_TO_RAM))
+		finish(DMA_TIMEOUT, "DMA did not complete");
+	for (i = 0; i < XFER; i++)
+		if (dst[i] != src[i])
+			finish(MISMATCH, "DMA round trip: data differs");
+}
+
 void main(void)
 {
-	u32 bdf, id, bar = 0, i;
+	u32 bdf, id, bar = 0;
 
 	for (bdf = 0; bdf < 32 * 8 && !bar; bdf++) {
 		id = pci_read(bdf, 0);
@@ -136,26 +173,24 @@ void main(void)
 	puts(", BAR0 ");
 	puthex(bar);
 	puts("\n");
-	if ((*reg(bar, EDU_ID) & 0xff) != 0xed)
-		finish(BAD_ID, "edu id register is wrong");
-	*reg(bar, EDU_LIVENESS) = 0x12345678;
-	if (*reg(bar, EDU_LIVENESS) != ~0x12345678u)
-		finish(BAD_ID, "edu liveness register is wrong");
+	check_registers(bar);
+	round_trip(bar, 3);
 
-	for (i = 0; i < EDU_BUF_SIZE; i++) {
-		src[i] = (u8)(i * 7 + 3);
-		dst[i] = 0;
-	}
-	puts("payload: DMA ");
-	puthex((u32)src);
-	puts(" -> edu -> ");
-	puthex((u32)dst);
+	/*
+	 * Move the BAR, as a guest OS may: decoding off, a new address,
+	 * decoding on. QEMU unmaps the BAR's peer-to-peer mapping at the old
+	 * address and maps it at the new one.
+	 */
+	pci_write(bdf, 0x04, pci_read(bdf, 0x04) & ~0x2u);
+	bar = bar == MOVED_BAR ? MOVED_BAR + 0x100000 : MOVED_BAR;
+	pci_write(bdf, 0x10, bar);
+	pci_write(bdf, 0x04, pci_read(bdf, 0x04) | 0x2);
+	if ((pci_read(bdf, 0x10) & ~0xfu) != bar)
+		finish(BAD_ID, "BAR0 did not move");
+	puts("payload: BAR0 moved to ");
+	puthex(bar);
 	puts("\n");
-	if (edu_dma(bar, (u32)src, EDU_BUF, XFER, 0) ||
-	    edu_dma(bar, EDU_BUF, (u32)dst, XFER, EDU_DMA_TO_RAM))
-		finish(DMA_TIMEOUT, "DMA did not complete");
-	for (i = 0; i < XFER; i++)
-		if (dst[i] != src[i])
-			finish(MISMATCH, "DMA round trip: data differs");
-	finish(OK, "DMA round trip OK, 2048 bytes");
+	check_registers(bar);
+	round_trip(bar, 5);
+	finish(OK, "DMA round trips OK, 2048 bytes each, before and after moving BAR0");
 }

@@ -5,7 +5,8 @@
 # that sits alone in its IOMMU group passed through (-device vfio-pci), on
 # whichever backend the VM loaded. The guest is payload.elf (no OS): it
 # runs a DMA round trip through the device into its own memory and reports
-# on its serial line. Two cases: guest RAM from anonymous memory (QEMU's
+# on its serial line, then moves the device's BAR (as a guest OS may) and
+# does it again. Two cases: guest RAM from anonymous memory (QEMU's
 # default) and from hugetlbfs (2 MiB pages, prealloc: how DPDK/NFV hosts
 # run it).
 #
@@ -14,7 +15,9 @@
 #     VM's IOMMU -> the backend's mapping of QEMU's RAM -> back);
 #   - QEMU's MAP_DMA calls (counted by a kprobe on the vfio container's
 #     ioctl, so the same census works for both backends) mapped the guest
-#     RAM holding the payload, and the edu BAR for peer-to-peer;
+#     RAM holding the payload, and the edu BAR for peer-to-peer; when the
+#     guest moves the BAR, QEMU unmaps it at the old address and maps it
+#     at the new one;
 #   - QEMU's locked memory while it runs covers the RAM it pinned;
 #   - after QEMU exits: every pin released, module refcount 0, (ours) no
 #     container left in debugfs, no kernel warning.
@@ -95,7 +98,7 @@ run_case() {
 	sed -n 's/^vfio_/# qemu trace: vfio_/p' /tmp/qemu.err | head -40
 	echo "# time from QEMU start to the payload's verdict ($name): $(elapsed "$t0" "$t1") s"
 	case $verdict in
-	"payload: PASS"*) ok "$name: nested guest's DMA round trip through the passed-through edu" ;;
+	"payload: PASS"*) ok "$name: nested guest's DMA round trips through the passed-through edu, before and after it moved the BAR" ;;
 	*) not_ok "$name: nested guest's DMA round trip (verdict: '${verdict:-none}'; QEMU says: $(grep -v '^vfio_' /tmp/qemu.err | tail -3 | tr '\n' ' '))" ;;
 	esac
 
@@ -123,16 +126,23 @@ run_case() {
 		cat /tmp/census
 		echo "# census ($name): $(grep -c '^# map ' /tmp/census) MAP_DMA, $(grep -c '^# unmap ' /tmp/census) UNMAP_DMA"
 		# The payload lives at 1 MiB; its buffers must be inside one mapping.
-		bar=$(sed -n 's/.*BAR0 \(0x[0-9a-f]*\).*/\1/p' $serial | head -1)
-		ram=0 p2p=0
+		bar=$(sed -n 's/.*edu at .*BAR0 \(0x[0-9a-f]*\).*/\1/p' $serial | head -1)
+		moved=$(sed -n 's/.*BAR0 moved to \(0x[0-9a-f]*\).*/\1/p' $serial | head -1)
+		ram=0 p2p=0 p2p_moved=0 p2p_gone=0
 		while read -r _ kind _ iova size _; do
-			[ "$kind" = map ] || continue
 			iova=$((${iova#iova=})) size=$((${size#size=}))
-			[ "$iova" -le $((0x100000)) ] && [ $((iova + size)) -ge $((0x110000)) ] && ram=1
-			[ -n "$bar" ] && [ "$iova" = $((bar)) ] && [ "$size" = $((0x100000)) ] && p2p=1
+			if [ "$kind" = map ]; then
+				[ "$iova" -le $((0x100000)) ] && [ $((iova + size)) -ge $((0x110000)) ] && ram=1
+				[ -n "$bar" ] && [ "$iova" = $((bar)) ] && [ "$size" = $((0x100000)) ] && p2p=1
+				[ -n "$moved" ] && [ "$iova" = $((moved)) ] && [ "$size" = $((0x100000)) ] && p2p_moved=1
+			elif [ -n "$bar" ] && [ "$iova" = $((bar)) ] && [ "$size" = $((0x100000)) ]; then
+				p2p_gone=1
+			fi
 		done </tmp/census
 		check "$name: QEMU mapped the guest RAM holding the payload (iova 0x100000)" [ "$ram" = 1 ]
 		check "$name: QEMU mapped the edu BAR (${bar:-?}, 1 MiB) for peer-to-peer" [ "$p2p" = 1 ]
+		check "$name: when the guest moved the BAR, QEMU unmapped it at ${bar:-?} and mapped it at ${moved:-?}" \
+			[ "$p2p_gone" = 1 -a "$p2p_moved" = 1 ]
 	fi
 
 	# After QEMU: nothing pinned, nothing held.
