@@ -8,7 +8,8 @@
 # on its serial line, then moves the device's BAR (as a guest OS may) and
 # does it again. Two cases: guest RAM from anonymous memory (QEMU's
 # default) and from hugetlbfs (2 MiB pages, prealloc: how DPDK/NFV hosts
-# run it).
+# run it); QEMU is stopped with SIGTERM in the first and SIGKILL (a
+# crashing VMM) in the second.
 #
 # What is checked (TAP):
 #   - the payload's DMA round trip passes (guest RAM -> edu -> the test
@@ -62,10 +63,12 @@ if [ -w $T/kprobe_events ]; then
 fi
 [ "$census" = 1 ] || echo "# no kprobe events in this kernel: the MAP_DMA census is skipped"
 
-# run_case NAME MIB QEMU-MEMORY-ARGS...: one QEMU run and its checks.
+# run_case NAME MIB SIGNAL QEMU-MEMORY-ARGS...: one QEMU run and its checks;
+# QEMU is stopped with SIGNAL (TERM: an orderly exit; KILL: a VMM crash,
+# the kernel closes its fds).
 run_case() {
-	name=$1 mib=$2
-	shift 2
+	name=$1 mib=$2 sig=$3
+	shift 3
 	echo "# case $name: $mib MiB of guest RAM ($*)"
 	if [ "$census" = 1 ]; then
 		echo >$T/trace
@@ -108,11 +111,11 @@ run_case() {
 	echo "# QEMU VmLck while running: ${lck:-?} kB; pins held: $(($(vmstat nr_foll_pin_acquired) - acq0 - $(vmstat nr_foll_pin_released) + rel0))"
 	check "$name: QEMU's locked memory covers its $mib MiB of guest RAM (VmLck ${lck:-?} kB)" [ "${lck:-0}" -ge $((mib * 1024)) ]
 
-	kill -TERM $qpid 2>/dev/null
+	kill -$sig $qpid 2>/dev/null
 	wait $qpid
 	qrc=$?
 	t2=$(now)
-	echo "# QEMU exited with status $qrc, $(elapsed "$t1" "$t2") s after SIGTERM"
+	echo "# QEMU exited with status $qrc, $(elapsed "$t1" "$t2") s after SIG$sig"
 
 	if [ "$census" = 1 ]; then
 		echo 0 >$T/events/clients/container_ioctl/enable
@@ -161,11 +164,11 @@ run_case() {
 	[ -n "$trouble" ] && echo "$trouble" | sed 's/^/# /'
 }
 
-run_case anon 32 -m 32
+run_case anon 32 TERM -m 32
 echo 40 >/proc/sys/vm/nr_hugepages
 free=$(awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo)
 if [ "${free:-0}" -ge 32 ]; then
-	run_case hugetlb 64 -m 64 -object memory-backend-file,id=ram,size=64M,mem-path=/dev/hugepages,share=on,prealloc=on \
+	run_case hugetlb 64 KILL -m 64 -object memory-backend-file,id=ram,size=64M,mem-path=/dev/hugepages,share=on,prealloc=on \
 		-machine memory-backend=ram
 	# The huge pages are free again once QEMU is gone.
 	free2=$(awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo)
