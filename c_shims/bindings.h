@@ -7,3 +7,8 @@
 #include <linux/vfio.h>
 #include "vfio.h"
 #include "shims.h"
+
+/* Linux 6.12 names type 6 VFIO_TYPE1_NESTING_IOMMU (uapi: the number is ABI). */
+#ifndef __VFIO_RESERVED_TYPE1_NESTING_IOMMU
+#define __VFIO_RESERVED_TYPE1_NESTING_IOMMU 6
+#endif

@@ -40,6 +40,13 @@ const char *vfio_rs_dev_name(struct device *dev)
 	return dev_name(dev);
 }
 
+/* Why C: a static inline around iommu_paging_domain_alloc_flags() from 6.13
+ * on, an exported function before; the C module calls this name on both. */
+struct iommu_domain *vfio_rs_paging_domain_alloc(struct device *dev)
+{
+	return iommu_paging_domain_alloc(dev);
+}
+
 void vfio_rs_iotlb_gather_init(struct iommu_iotlb_gather *gather)
 {
 	iommu_iotlb_gather_init(gather);

@@ -10,6 +10,10 @@
 #include <linux/module.h>
 #include "shims.h"
 
+/* Why C: module! takes `authors: [..]` from 6.13 on and `author: ".."` before;
+ * this one line serves every kernel. */
+MODULE_AUTHOR("vfio-type1-rs developers");
+
 static bool allow_unsafe_interrupts;
 module_param(allow_unsafe_interrupts, bool, 0644);
 MODULE_PARM_DESC(allow_unsafe_interrupts,

@@ -38,6 +38,7 @@ unsigned long vfio_rs_domain_pgsize_bitmap(struct iommu_domain *domain);
 void vfio_rs_domain_aperture(struct iommu_domain *domain, u64 *start, u64 *end);
 struct device;
 const char *vfio_rs_dev_name(struct device *dev);
+struct iommu_domain *vfio_rs_paging_domain_alloc(struct device *dev);
 int vfio_rs_iommu_map(struct iommu_domain *domain, unsigned long iova,
 		      phys_addr_t paddr, size_t size, int prot);
 int vfio_rs_iommu_attach_group(struct iommu_domain *domain,

@@ -14,6 +14,7 @@
 use core::sync::atomic::AtomicU32;
 use core::sync::atomic::Ordering;
 
+use kernel::ffi::{c_long, c_uint, c_ulong};
 use kernel::new_mutex;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;

@@ -7,6 +7,8 @@
 
 use core::fmt;
 
+use kernel::debugfs::Dir;
+use kernel::debugfs::File;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
@@ -17,6 +19,38 @@ use crate::mapping::Mapping;
 kernel::sync::global_lock! {
     // SAFETY: `init` is called in the module initializer, before any use.
     pub(crate) unsafe(uninit) static CONTAINERS: Mutex<KVec<Arc<Container>>> = KVec::new();
+}
+
+/// The debugfs directory and its file, for as long as the module is loaded.
+pub(crate) struct Handle {
+    // Dropped in declaration order: the file before its directory.
+    _view: Pin<KBox<File<View>>>,
+    _dir: Dir,
+}
+
+impl Handle {
+    /// Creates /sys/kernel/debug/vfio_iommu_type1_rs/containers.
+    ///
+    /// # Safety
+    ///
+    /// Called once, before any container exists.
+    pub(crate) unsafe fn new() -> Result<Self> {
+        // SAFETY: by this function's contract, the first and only call.
+        unsafe { CONTAINERS.init() };
+        let dir = Dir::new(c"vfio_iommu_type1_rs");
+        let view = KBox::pin_init(dir.read_only_file(c"containers", View), GFP_KERNEL)?;
+        Ok(Self {
+            _view: view,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // Statics are never dropped: free the (empty) registry's buffer.
+        drop(core::mem::take(&mut *CONTAINERS.lock()));
+    }
 }
 
 /// Lists `c` in the view.

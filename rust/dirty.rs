@@ -108,7 +108,7 @@ impl UserBitmap {
     }
 
     fn write_words(&self, index: u64, words: &[u64]) -> Result {
-        let bytes: &[u8] = kernel::transmute::AsBytes::as_bytes(words);
+        let bytes: &[u8] = crate::compat::as_bytes(words);
         UserSlice::new(UserPtr::from_addr(self.word_addr(index)?), bytes.len())
             .writer()
             .write_slice(bytes)
@@ -295,6 +295,7 @@ fn ones(n: u64) -> u64 {
     }
 }
 
+#[cfg(vfio_rs_kunit)]
 #[kunit_tests(vfio_rs_dirty)]
 mod tests {
     use super::*;

@@ -7,9 +7,11 @@ use core::ptr::NonNull;
 
 use kernel::error::from_err_ptr;
 use kernel::error::to_result;
+use kernel::ffi::{c_int, c_ulong, c_void};
 use kernel::prelude::*;
 
 use crate::bindings;
+use crate::compat::eoverflow;
 use crate::iova::IovaRange;
 use crate::mapping::Mapping;
 use crate::mapping::Prot;
@@ -100,7 +102,7 @@ impl GroupRef {
             // device of the group, alive while the iterator holds the mutex.
             unsafe {
                 *data.cast::<*mut bindings::iommu_domain>() =
-                    bindings::iommu_paging_domain_alloc_flags(dev, 0)
+                    bindings::vfio_rs_paging_domain_alloc(dev)
             };
             1 // Only the first device.
         }
@@ -206,7 +208,7 @@ pub(crate) enum AdoptFailure {
 ///
 /// # Invariants
 ///
-/// `raw` was allocated by `iommu_paging_domain_alloc_flags` and is freed only
+/// `raw` was allocated by `vfio_rs_paging_domain_alloc` and is freed only
 /// by `drop`; every group in `groups` is attached to it.
 pub(crate) struct Domain {
     raw: NonNull<bindings::iommu_domain>,
@@ -453,7 +455,7 @@ impl<'a> Mapped<'a> {
     ///
     /// The iommu driver's errno; the run is then mapped nowhere.
     pub(crate) fn map_run(&mut self, run: PfnRun) -> Result {
-        let iova = self.start.checked_add(self.len).ok_or(EOVERFLOW)?;
+        let iova = self.start.checked_add(self.len).ok_or_else(eoverflow)?;
         let size = run.bytes();
         for (i, d) in self.domains.iter().enumerate() {
             if let Err(e) = d.map_run(iova, run, self.prot) {

@@ -12,14 +12,16 @@
 //! The registered devices and their `dma_unmap` notices are in
 //! `emulated/devices.rs` (see its lock order).
 
+use kernel::ffi::c_int;
 use kernel::page::PAGE_SHIFT;
 use kernel::page::PAGE_SIZE;
-use kernel::pr_warn_once;
 use kernel::prelude::*;
 use kernel::rbtree::RBTree;
 use kernel::rbtree::RBTreeNodeReservation;
 
 use crate::bindings;
+use crate::compat::eoverflow;
+use crate::compat::pr_warn_once;
 use crate::container::Container;
 use crate::container::ContainerInner;
 use crate::iova::IovaRange;
@@ -224,8 +226,8 @@ impl Container {
         let span = u64::try_from(pages.len())
             .ok()
             .and_then(|n| n.checked_mul(PAGE_SIZE as u64))
-            .ok_or(EOVERFLOW)?;
-        IovaRange::from_size(user_iova, span).map_err(|_| EOVERFLOW)?;
+            .ok_or_else(eoverflow)?;
+        IovaRange::from_size(user_iova, span).map_err(|_| eoverflow())?;
         let mut inner = self.inner.lock();
         if inner.mappings.vaddr_invalid_count() > 0 {
             pr_warn_once!("vfio_pin_pages not allowed with VFIO_UPDATE_VADDR\n");

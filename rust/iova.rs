@@ -6,6 +6,8 @@
 //! range may end at `u64::MAX` without overflow.
 
 use kernel::prelude::*;
+
+use crate::compat::eoverflow;
 use kernel::rbtree::RBTree;
 use kernel::rbtree::RBTreeNodeReservation;
 
@@ -48,7 +50,7 @@ impl IovaRange {
     pub(crate) fn from_size(start: u64, size: u64) -> Result<Self> {
         let last = start
             .checked_add(size.checked_sub(1).ok_or(EINVAL)?)
-            .ok_or(EOVERFLOW)?;
+            .ok_or_else(eoverflow)?;
         // INVARIANT: `last >= start` since the addition did not overflow.
         Ok(Self { start, last })
     }
@@ -348,6 +350,7 @@ impl<T: HasRange> IovaTree<T> {
     }
 }
 
+#[cfg(vfio_rs_kunit)]
 #[kunit_tests(vfio_rs_iova)]
 mod tests {
     use super::*;

@@ -14,17 +14,20 @@
 
 #![deny(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
 
-use kernel::debugfs::Dir;
-use kernel::debugfs::File;
 use kernel::error::to_result;
+use kernel::ffi::{c_int, c_long, c_uint, c_ulong, c_void};
 use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::sync::ArcBorrow;
 use kernel::types::ForeignOwnable;
 
 mod bindings;
+mod compat;
 mod container;
+#[cfg(vfio_rs_kdebugfs)]
 mod debugfs;
+#[cfg(not(vfio_rs_kdebugfs))]
+use compat::no_debugfs as debugfs;
 mod dirty;
 mod domain;
 mod emulated;
@@ -42,31 +45,23 @@ use uapi::IommuType;
 module! {
     type: VfioType1Rs,
     name: "vfio_iommu_type1_rs",
-    authors: ["vfio-type1-rs developers"],
     description: "VFIO type1 IOMMU backend, in Rust",
     license: "GPL v2",
 }
 
 struct VfioType1Rs {
-    // Dropped in declaration order: the file before its directory.
-    _view: Pin<KBox<File<debugfs::View>>>,
-    _dir: Dir,
+    _debugfs: debugfs::Handle,
 }
 
 impl kernel::Module for VfioType1Rs {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         // SAFETY: called once, before any container exists.
-        unsafe { debugfs::CONTAINERS.init() };
-        let dir = Dir::new(c"vfio_iommu_type1_rs");
-        let view = KBox::pin_init(dir.read_only_file(c"containers", debugfs::View), GFP_KERNEL)?;
+        let view = unsafe { debugfs::Handle::new() }?;
         // SAFETY: `vfio_rs_register` has no preconditions; the ops table it
         // registers is static and points at this crate's entry points.
         to_result(unsafe { bindings::vfio_rs_register() })?;
         pr_info!("registered VFIO IOMMU driver vfio-iommu-type1-rs\n");
-        Ok(VfioType1Rs {
-            _view: view,
-            _dir: dir,
-        })
+        Ok(VfioType1Rs { _debugfs: view })
     }
 }
 
@@ -76,8 +71,6 @@ impl Drop for VfioType1Rs {
         // module (vfio core's try_module_get on `ops->owner`).
         // SAFETY: registration succeeded in `init`.
         unsafe { bindings::vfio_rs_unregister() };
-        // Statics are never dropped: free the (empty) registry's buffer.
-        drop(core::mem::take(&mut *debugfs::CONTAINERS.lock()));
         pr_info!("unregistered VFIO IOMMU driver vfio-iommu-type1-rs\n");
     }
 }

@@ -6,6 +6,7 @@
 //! Lock order: called with the container lock held; takes the mm's
 //! `mmap_lock` (inside GUP and the `locked_vm` charge).
 
+use kernel::ffi::{c_int, c_long, c_ulong};
 use kernel::mm::Mm;
 use kernel::page::PAGE_SHIFT;
 use kernel::page::PAGE_SIZE;
@@ -14,6 +15,7 @@ use kernel::sync::aref::ARef;
 use kernel::task::Task;
 
 use crate::bindings;
+use crate::compat::eoverflow;
 use crate::runs::page_bytes;
 use crate::runs::PfnRun;
 use crate::runs::RunList;
@@ -377,7 +379,7 @@ impl PinnedPages {
             // GUP answers EOVERFLOW for a range ending at 2^64 (the last
             // page of the address space); no vma can be there, so this is
             // EFAULT, as the C module's pin_user_pages_remote() says.
-            Err(_) if Error::from_errno(got) == EOVERFLOW => Err(EFAULT),
+            Err(_) if Error::from_errno(got) == eoverflow() => Err(EFAULT),
             Err(_) => Err(Error::from_errno(got)),
         }
     }

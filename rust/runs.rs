@@ -227,6 +227,7 @@ impl RunList {
     }
 }
 
+#[cfg(vfio_rs_kunit)]
 #[kunit_tests(vfio_rs_runs)]
 mod tests {
     use super::*;

@@ -13,14 +13,14 @@
 use core::mem::offset_of;
 use core::mem::size_of;
 
+use kernel::ffi::c_ulong;
 use kernel::ioctl::_IO;
 use kernel::prelude::*;
-use kernel::transmute::AsBytes;
-use kernel::transmute::FromBytes;
 use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
 use crate::bindings;
+use crate::compat::{as_bytes, AsBytes, FromBytes};
 use crate::iova::IovaRange;
 use crate::mapping::Prot;
 
@@ -140,7 +140,7 @@ fn read_user<T: FromBytes>(addr: usize) -> Result<T> {
 ///
 /// `EFAULT`.
 fn write_user<T: AsBytes>(addr: usize, v: &T, len: usize) -> Result {
-    let bytes = v.as_bytes().get(..len).ok_or(EINVAL)?;
+    let bytes = as_bytes(v).get(..len).ok_or(EINVAL)?;
     UserSlice::new(UserPtr::from_addr(addr), len)
         .writer()
         .write_slice(bytes)
@@ -468,19 +468,19 @@ impl InfoReply {
             reserved: 0,
         };
         let mut body = KVec::new();
-        body.extend_from_slice(head.as_bytes(), GFP_KERNEL)?;
+        body.extend_from_slice(as_bytes(&head), GFP_KERNEL)?;
         for r in ranges {
             let raw = IovaRangeRaw {
                 start: r.start(),
                 end: r.last(),
             };
-            body.extend_from_slice(raw.as_bytes(), GFP_KERNEL)?;
+            body.extend_from_slice(as_bytes(&raw), GFP_KERNEL)?;
         }
         self.push_cap(&body)
     }
 
     fn add_cap<T: AsBytes>(&mut self, cap: &T) -> Result {
-        self.push_cap(cap.as_bytes())
+        self.push_cap(as_bytes(cap))
     }
 
     /// Appends one capability (header included), padded to 8 bytes, and
