@@ -83,3 +83,28 @@ pub(crate) fn as_bytes<T: AsBytes + ?Sized>(v: &T) -> &[u8] {
         )
     }
 }
+
+/// A user-space address (`UserPtr` is a type of its own from 6.13 on).
+#[cfg(vfio_rs_userptr_struct)]
+pub(crate) fn user_ptr(addr: usize) -> kernel::uaccess::UserPtr {
+    kernel::uaccess::UserPtr::from_addr(addr)
+}
+
+/// A user-space address (`UserPtr` is a type of its own from 6.13 on).
+#[cfg(not(vfio_rs_userptr_struct))]
+pub(crate) fn user_ptr(addr: usize) -> kernel::uaccess::UserPtr {
+    addr
+}
+
+/// `ForeignOwnable::into_foreign`, as the `*mut` vfio core stores.
+#[cfg(vfio_rs_foreign_mut)]
+pub(crate) fn into_foreign<T: kernel::types::ForeignOwnable>(v: T) -> *mut kernel::ffi::c_void {
+    v.into_foreign()
+}
+
+/// `ForeignOwnable::into_foreign`, as the `*mut` vfio core stores (6.12's
+/// returns `*const`).
+#[cfg(not(vfio_rs_foreign_mut))]
+pub(crate) fn into_foreign<T: kernel::types::ForeignOwnable>(v: T) -> *mut kernel::ffi::c_void {
+    v.into_foreign().cast_mut()
+}

@@ -12,7 +12,6 @@
 //! is marked dirty once more (it may have written anything before).
 
 use kernel::prelude::*;
-use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
 use crate::container::Container;
@@ -101,7 +100,7 @@ impl UserBitmap {
 
     fn read_word(&self, index: u64) -> Result<u64> {
         let mut b = [0u8; 8];
-        UserSlice::new(UserPtr::from_addr(self.word_addr(index)?), b.len())
+        UserSlice::new(crate::compat::user_ptr(self.word_addr(index)?), b.len())
             .reader()
             .read_slice(&mut b)?;
         Ok(u64::from_ne_bytes(b))
@@ -109,7 +108,7 @@ impl UserBitmap {
 
     fn write_words(&self, index: u64, words: &[u64]) -> Result {
         let bytes: &[u8] = crate::compat::as_bytes(words);
-        UserSlice::new(UserPtr::from_addr(self.word_addr(index)?), bytes.len())
+        UserSlice::new(crate::compat::user_ptr(self.word_addr(index)?), bytes.len())
             .writer()
             .write_slice(bytes)
     }

@@ -59,7 +59,8 @@ impl ExternalPins {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.pins.is_empty()
+        // (`RBTree::is_empty` is 6.13 on.)
+        self.pins.iter().next().is_none()
     }
 
     pub(crate) fn count(&self) -> usize {

@@ -96,7 +96,7 @@ extern "C" fn vfio_rs_open(arg: c_ulong) -> *mut c_void {
         Ok(c)
     };
     match open() {
-        Ok(c) => c.into_foreign(),
+        Ok(c) => compat::into_foreign(c),
         Err(e) => e.to_ptr(),
     }
 }

@@ -16,7 +16,6 @@ use core::mem::size_of;
 use kernel::ffi::c_ulong;
 use kernel::ioctl::_IO;
 use kernel::prelude::*;
-use kernel::uaccess::UserPtr;
 use kernel::uaccess::UserSlice;
 
 use crate::bindings;
@@ -129,7 +128,7 @@ const _: () = assert!(
 ///
 /// `EFAULT`.
 fn read_user<T: FromBytes>(addr: usize) -> Result<T> {
-    UserSlice::new(UserPtr::from_addr(addr), size_of::<T>())
+    UserSlice::new(crate::compat::user_ptr(addr), size_of::<T>())
         .reader()
         .read::<T>()
 }
@@ -141,7 +140,7 @@ fn read_user<T: FromBytes>(addr: usize) -> Result<T> {
 /// `EFAULT`.
 fn write_user<T: AsBytes>(addr: usize, v: &T, len: usize) -> Result {
     let bytes = as_bytes(v).get(..len).ok_or(EINVAL)?;
-    UserSlice::new(UserPtr::from_addr(addr), len)
+    UserSlice::new(crate::compat::user_ptr(addr), len)
         .writer()
         .write_slice(bytes)
 }
@@ -530,7 +529,7 @@ impl InfoReply {
                 info.argsz = u32::try_from(needed).map_err(|_| EINVAL)?;
             } else {
                 UserSlice::new(
-                    UserPtr::from_addr(user_addr(arg, size_of::<InfoRaw>())?),
+                    crate::compat::user_ptr(user_addr(arg, size_of::<InfoRaw>())?),
                     self.caps.len(),
                 )
                 .writer()
