@@ -9,6 +9,7 @@
 #include <linux/error-injection.h>
 #include <linux/mm.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/task.h>
 #include <linux/mm_inline.h>
 #include <linux/uaccess.h>
 #include "shims.h"
@@ -65,8 +66,12 @@ retry:
 			    (pfn_valid(*pfn) && !PageReserved(pfn_to_page(*pfn))))
 				ret = -EFAULT;
 			else
+#ifdef VFIO_RS_HAVE_PFNMAP_ADDR_MASK
 				ret = min_t(long, npages,
 					    ((*pfn | (~args.addr_mask >> PAGE_SHIFT)) + 1) - *pfn);
+#else
+				ret = 1;	/* Linux 6.12: one page per lookup, as its C module */
+#endif
 			follow_pfnmap_end(&args);
 		}
 	}
@@ -88,7 +93,17 @@ ALLOW_ERROR_INJECTION(vfio_rs_pin_user_pages_fast, ERRNO);
 /* How many of @pages, from the first, are contiguous (n >= 1). */
 unsigned long vfio_rs_pages_contiguous(struct page **pages, unsigned long n)
 {
+#ifdef VFIO_RS_HAVE_NUM_PAGES_CONTIGUOUS
 	return num_pages_contiguous(pages, n);
+#else
+	/* Linux 6.12 has no num_pages_contiguous(): compare pfns. */
+	unsigned long i;
+
+	for (i = 1; i < n; i++)
+		if (page_to_pfn(pages[i]) != page_to_pfn(pages[0]) + i)
+			break;
+	return i;
+#endif
 }
 
 /* Why C: rlimit() is a static inline. */
@@ -137,3 +152,46 @@ bool vfio_rs_capable_ipc_lock(void)
 	return capable(CAP_IPC_LOCK);
 }
 
+
+/*
+ * References on the mm and the thread-group leader a mapping is charged to.
+ * Why C: Linux 6.12's kernel crate has no Mm, ARef or Task::mm()
+ * (rust/compat.rs uses these there; 7.x uses the kernel crate's own), and
+ * mmgrab()/mmdrop()/get_task_struct() are static inlines.
+ */
+struct mm_struct *vfio_rs_mm_grab_current(void)
+{
+	struct mm_struct *mm = current->mm;
+
+	if (mm)
+		mmgrab(mm);
+	return mm;
+}
+
+void vfio_rs_mm_grab(struct mm_struct *mm)
+{
+	mmgrab(mm);
+}
+
+void vfio_rs_mm_drop(struct mm_struct *mm)
+{
+	mmdrop(mm);
+}
+
+struct task_struct *vfio_rs_task_get_leader(void)
+{
+	struct task_struct *t = current->group_leader;
+
+	get_task_struct(t);
+	return t;
+}
+
+void vfio_rs_task_get(struct task_struct *t)
+{
+	get_task_struct(t);
+}
+
+void vfio_rs_task_put(struct task_struct *t)
+{
+	put_task_struct(t);
+}

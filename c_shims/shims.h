@@ -61,6 +61,12 @@ struct mm_struct;
 struct task_struct;
 int vfio_rs_pin_remote_page(struct mm_struct *mm, unsigned long vaddr,
 			    bool write, unsigned long *pfn);
+struct mm_struct *vfio_rs_mm_grab_current(void);
+void vfio_rs_mm_grab(struct mm_struct *mm);
+void vfio_rs_mm_drop(struct mm_struct *mm);
+struct task_struct *vfio_rs_task_get_leader(void);
+void vfio_rs_task_get(struct task_struct *t);
+void vfio_rs_task_put(struct task_struct *t);
 int vfio_rs_lock_acct(struct mm_struct *mm, long npage,
 		      struct task_struct *task, bool lock_cap, bool async);
 long vfio_rs_rw_mm(struct mm_struct *mm, unsigned long vaddr, void *data,

@@ -205,6 +205,7 @@ impl Container {
     }
 
     /// The number of this container in log lines and the debugfs view.
+    #[cfg_attr(not(vfio_rs_kdebugfs), allow(dead_code))] // the debugfs view
     pub(crate) fn id(&self) -> u32 {
         self.id
     }

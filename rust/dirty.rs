@@ -12,6 +12,9 @@
 //! is marked dirty once more (it may have written anything before).
 
 use kernel::prelude::*;
+
+#[cfg(not(vfio_rs_vec_ext))]
+use crate::compat::VecExt;
 use kernel::uaccess::UserSlice;
 
 use crate::container::Container;

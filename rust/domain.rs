@@ -10,6 +10,9 @@ use kernel::error::to_result;
 use kernel::ffi::{c_int, c_ulong, c_void};
 use kernel::prelude::*;
 
+#[cfg(not(vfio_rs_vec_ext))]
+use crate::compat::VecExt;
+
 use crate::bindings;
 use crate::compat::eoverflow;
 use crate::iova::IovaRange;
@@ -120,6 +123,7 @@ impl GroupRef {
     }
 
     /// Writes the names of the group's devices, space separated.
+    #[cfg_attr(not(vfio_rs_kdebugfs), allow(dead_code))] // the debugfs view
     pub(crate) fn write_devices(self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         struct Ctx<'a, 'b> {
             f: &'a mut core::fmt::Formatter<'b>,

@@ -281,24 +281,55 @@ impl<T: HasRange> IovaTree<T> {
     }
 
     pub(crate) fn first_key(&self) -> Option<u64> {
-        self.tree.cursor_front().map(|c| *c.current().0)
+        self.tree.keys().next().copied()
     }
 
     /// The key of the item after the one at `start`.
+    #[cfg(vfio_rs_rbtree_ref_cursor)]
     pub(crate) fn next_key(&self, start: u64) -> Option<u64> {
         let c = self.tree.cursor_lower_bound(&start)?;
         c.peek_next().map(|(&k, _)| k)
     }
 
+    /// The key of the item after the one at `start` (6.12's cursors need
+    /// `&mut`: a scan).
+    #[cfg(not(vfio_rs_rbtree_ref_cursor))]
+    pub(crate) fn next_key(&self, start: u64) -> Option<u64> {
+        let mut keys = self.tree.keys().copied().skip_while(|&k| k < start);
+        keys.next()?;
+        keys.next()
+    }
+
     /// The item that contains `iova`, if any.
     pub(crate) fn find(&self, iova: u64) -> Option<&T> {
         // The item starting at or before `iova` is the only candidate.
-        let key = match self.tree.cursor_lower_bound(&iova) {
+        let key = self.last_key_at_or_before(iova)?;
+        self.tree.get(&key).filter(|m| iova <= m.range().last())
+    }
+
+    #[cfg(vfio_rs_rbtree_ref_cursor)]
+    fn last_key_at_or_before(&self, iova: u64) -> Option<u64> {
+        Some(match self.tree.cursor_lower_bound(&iova) {
             Some(c) if *c.current().0 == iova => iova,
             Some(c) => *c.peek_prev()?.0,
             None => *self.tree.cursor_back()?.current().0,
-        };
-        self.tree.get(&key).filter(|m| iova <= m.range().last())
+        })
+    }
+
+    #[cfg(not(vfio_rs_rbtree_ref_cursor))]
+    fn last_key_at_or_before(&self, iova: u64) -> Option<u64> {
+        self.tree.keys().copied().take_while(|&k| k <= iova).last()
+    }
+
+    /// The lowest key at or after `iova`.
+    #[cfg(vfio_rs_rbtree_ref_cursor)]
+    fn first_key_at_or_after(&self, iova: u64) -> Option<u64> {
+        self.tree.cursor_lower_bound(&iova).map(|c| *c.current().0)
+    }
+
+    #[cfg(not(vfio_rs_rbtree_ref_cursor))]
+    fn first_key_at_or_after(&self, iova: u64) -> Option<u64> {
+        self.tree.keys().copied().find(|&k| k >= iova)
     }
 
     /// The key of the lowest item overlapping `r`.
@@ -306,8 +337,7 @@ impl<T: HasRange> IovaTree<T> {
         if let Some(m) = self.find(r.start()) {
             return Some(m.range().start());
         }
-        let c = self.tree.cursor_lower_bound(&r.start())?;
-        let (&start, _) = c.current();
+        let start = self.first_key_at_or_after(r.start())?;
         (start <= r.last()).then_some(start)
     }
 

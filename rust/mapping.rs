@@ -11,6 +11,9 @@ use kernel::alloc::KVVec;
 use kernel::page::PAGE_SHIFT;
 use kernel::prelude::*;
 
+#[cfg(not(vfio_rs_vec_ext))]
+use crate::compat::VecExt;
+
 use crate::bindings;
 use crate::emulated::ExternalPins;
 use crate::iova::HasRange;
@@ -344,6 +347,7 @@ impl Mappings {
     }
 
     /// How many mappings there are.
+    #[cfg_attr(not(vfio_rs_kdebugfs), allow(dead_code))] // the debugfs view
     pub(crate) fn len(&self) -> usize {
         self.tree.iter().count()
     }

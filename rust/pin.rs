@@ -7,15 +7,15 @@
 //! `mmap_lock` (inside GUP and the `locked_vm` charge).
 
 use kernel::ffi::{c_int, c_long, c_ulong};
-use kernel::mm::Mm;
 use kernel::page::PAGE_SHIFT;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
-use kernel::sync::aref::ARef;
-use kernel::task::Task;
+
+#[cfg(not(vfio_rs_vec_ext))]
+use crate::compat::VecExt;
 
 use crate::bindings;
-use crate::compat::eoverflow;
+use crate::compat::{current_mm_and_leader, eoverflow, mm_raw, task_raw, MmRef, TaskRef};
 use crate::runs::page_bytes;
 use crate::runs::PfnRun;
 use crate::runs::RunList;
@@ -25,8 +25,8 @@ use crate::runs::RunList;
 /// of the time of the mapping, as the C module).
 #[derive(Clone)]
 pub(crate) struct Owner {
-    pub(crate) mm: ARef<Mm>,
-    task: ARef<Task>,
+    pub(crate) mm: MmRef,
+    task: TaskRef,
     lock_cap: bool,
 }
 
@@ -37,9 +37,7 @@ impl Owner {
     ///
     /// `ENODEV` from a context without an mm.
     pub(crate) fn current() -> Result<Self> {
-        let cur = kernel::current!();
-        let mm = cur.mm().map(|mm| ARef::<Mm>::from(&**mm)).ok_or(ENODEV)?;
-        let task = ARef::from(cur.group_leader());
+        let (mm, task) = current_mm_and_leader().ok_or(ENODEV)?;
         // SAFETY: no preconditions.
         let lock_cap = unsafe { bindings::vfio_rs_capable_ipc_lock() };
         Ok(Self { mm, task, lock_cap })
@@ -80,9 +78,9 @@ impl Owner {
         // task reference), so both stay valid even after the process exits.
         let ret = unsafe {
             bindings::vfio_rs_lock_acct(
-                self.mm.as_raw().cast(),
+                mm_raw(&self.mm),
                 n,
-                self.task.as_ptr().cast(),
+                task_raw(&self.task),
                 self.lock_cap,
                 async_,
             )
@@ -120,13 +118,7 @@ impl Owner {
         // mutable borrow when the shim writes to it, i.e. `!write`); `mm`
         // is held by this owner.
         let copied = unsafe {
-            bindings::vfio_rs_rw_mm(
-                self.mm.as_raw().cast(),
-                vaddr as c_ulong,
-                data.cast(),
-                len,
-                write,
-            )
+            bindings::vfio_rs_rw_mm(mm_raw(&self.mm), vaddr as c_ulong, data.cast(), len, write)
         };
         match copied {
             0 => Err(EFAULT),
@@ -159,7 +151,7 @@ impl PinnedPage {
         // SAFETY: `mm` is held by `owner`; `pfn` is a live local.
         let ret = unsafe {
             bindings::vfio_rs_pin_remote_page(
-                owner.mm.as_raw().cast(),
+                mm_raw(&owner.mm),
                 vaddr as c_ulong,
                 writable,
                 &mut pfn,
@@ -487,7 +479,7 @@ impl PinnedPages {
     ///
     /// `ENOMEM` if the new owner is over its RLIMIT_MEMLOCK.
     pub(crate) fn change_owner(&mut self, new: Owner) -> Result {
-        if new.mm.as_raw() == self.owner.mm.as_raw() {
+        if mm_raw(&new.mm) == mm_raw(&self.owner.mm) {
             return Ok(());
         }
         new.charge(self.locked)?;

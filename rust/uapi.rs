@@ -16,6 +16,9 @@ use core::mem::size_of;
 use kernel::ffi::c_ulong;
 use kernel::ioctl::_IO;
 use kernel::prelude::*;
+
+#[cfg(not(vfio_rs_vec_ext))]
+use crate::compat::VecExt;
 use kernel::uaccess::UserSlice;
 
 use crate::bindings;

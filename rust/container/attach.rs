@@ -10,6 +10,9 @@
 
 use kernel::prelude::*;
 
+#[cfg(not(vfio_rs_vec_ext))]
+use crate::compat::VecExt;
+
 use super::dma::pin_and_map_into;
 use super::Container;
 use super::ContainerInner;

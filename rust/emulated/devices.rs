@@ -15,6 +15,9 @@ use core::sync::atomic::Ordering;
 
 use kernel::new_mutex;
 use kernel::prelude::*;
+
+#[cfg(not(vfio_rs_vec_ext))]
+use crate::compat::VecExt;
 use kernel::sync::Mutex;
 
 use crate::bindings;
