@@ -252,11 +252,37 @@ static void trm_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
 	mutex_unlock(&s->lock);
 }
 
+static int trm_get_region_info(struct vfio_device *vdev, struct vfio_region_info *info,
+			       struct vfio_info_cap *caps);
+
+#ifndef TRM_HAVE_REGION_INFO_CAPS
+/* Kernels whose vfio core leaves VFIO_DEVICE_GET_REGION_INFO to the driver. */
+static long trm_ioctl_region_info(struct vfio_device *vdev, unsigned long arg)
+{
+	unsigned long minsz = offsetofend(struct vfio_region_info, offset);
+	struct vfio_region_info info;
+	int ret;
+
+	if (copy_from_user(&info, (void __user *)arg, minsz))
+		return -EFAULT;
+	if (info.argsz < minsz)
+		return -EINVAL;
+	ret = trm_get_region_info(vdev, &info, NULL);
+	if (ret)
+		return ret;
+	return copy_to_user((void __user *)arg, &info, minsz) ? -EFAULT : 0;
+}
+#endif
+
 static long trm_ioctl(struct vfio_device *vdev, unsigned int cmd, unsigned long arg)
 {
 	struct vfio_device_info info;
 	unsigned long minsz = offsetofend(struct vfio_device_info, num_irqs);
 
+#ifndef TRM_HAVE_REGION_INFO_CAPS
+	if (cmd == VFIO_DEVICE_GET_REGION_INFO)
+		return trm_ioctl_region_info(vdev, arg);
+#endif
 	if (cmd != VFIO_DEVICE_GET_INFO)
 		return -ENOTTY;
 	if (copy_from_user(&info, (void __user *)arg, minsz))
@@ -362,7 +388,9 @@ static const struct vfio_device_ops trm_dev_ops = {
 	.read = trm_read,
 	.write = trm_write,
 	.ioctl = trm_ioctl,
+#ifdef TRM_HAVE_REGION_INFO_CAPS
 	.get_region_info_caps = trm_get_region_info,
+#endif
 	/* Having .dma_unmap is what makes vfio register the device with the
 	 * backend (type1's register_device) and allows vfio_pin_pages. */
 	.dma_unmap = trm_dma_unmap,
