@@ -12,10 +12,10 @@
 //! is marked dirty once more (it may have written anything before).
 
 use kernel::prelude::*;
+use kernel::uaccess::UserSlice;
 
 #[cfg(not(vfio_rs_vec_ext))]
 use crate::compat::VecExt;
-use kernel::uaccess::UserSlice;
 
 use crate::container::Container;
 use crate::container::ContainerInner;

@@ -6,10 +6,10 @@
 //! range may end at `u64::MAX` without overflow.
 
 use kernel::prelude::*;
-
-use crate::compat::eoverflow;
 use kernel::rbtree::RBTree;
 use kernel::rbtree::RBTreeNodeReservation;
+
+use crate::compat::eoverflow;
 
 /// A non-empty IOVA range `[start, last]`.
 ///

@@ -16,10 +16,10 @@ use core::mem::size_of;
 use kernel::ffi::c_ulong;
 use kernel::ioctl::_IO;
 use kernel::prelude::*;
+use kernel::uaccess::UserSlice;
 
 #[cfg(not(vfio_rs_vec_ext))]
 use crate::compat::VecExt;
-use kernel::uaccess::UserSlice;
 
 use crate::bindings;
 use crate::compat::{as_bytes, AsBytes, FromBytes};

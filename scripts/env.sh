@@ -72,3 +72,21 @@ kmake_vars() {
   esac
   [ "${2:-normal}" != debug ] || echo LLVM=-19
 }
+
+# Builds the external module in SRC (a directory with its Kbuild) against
+# the kernel build tree KDIR into OUT: out of tree with MO= where kbuild has
+# it (Linux 6.13 on); before, from a copy of ITEMS (entries of SRC, space
+# separated) in OUT/src, so that no object lands in the repository. The
+# remaining arguments go to make.
+#   kmake_external KDIR SRC OUT ITEMS MAKE-ARGS...
+kmake_external() {
+  local kdir=$1 src=$2 out=$3 items=$4 i
+  shift 4
+  if grep -q 'origin MO' "$(kernel_src)/Makefile"; then
+    make -s -C "$kdir" M="$src" MO="$out" "$@" modules
+  else
+    mkdir -p "$out/src"
+    for i in $items; do rsync -a "$src/$i" "$out/src/"; done
+    make -s -C "$kdir" M="$out/src" "$@" modules && cp "$out"/src/*.ko "$out/"
+  fi
+}

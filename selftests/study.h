@@ -631,21 +631,6 @@ static inline char *study_huge_page(bool *added, char *why, size_t whylen)
 	return p;
 }
 
-static inline int study_group_join(int container, int id)
-{
-	int fd = vfio_open_viable_group(id);
-	long r;
-
-	if (fd < 0)
-		return fd;
-	r = xioctl(fd, VFIO_GROUP_SET_CONTAINER, (unsigned long)&container);
-	if (r) {
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
 /*
  * Walks the flow on the backend that serves new containers (expected:
  * module), recording into the instance (study_setup() first). Returns 0, or
@@ -687,7 +672,7 @@ static inline int study_flow(struct study_flow *fl, const char *module)
 	}
 	study_step(STEP_SET_CONTAINER, "open(/dev/vfio/%d) (%s), VFIO_GROUP_SET_CONTAINER",
 		   id0, g0->dev[0]);
-	group = study_group_join(container, id0);
+	group = vfio_group_attach(container, id0, 0);
 	if (group < 0) {
 		study_fail(fl, STEP_SET_CONTAINER, "SET_CONTAINER", group);
 		goto out;
@@ -721,7 +706,7 @@ static inline int study_flow(struct study_flow *fl, const char *module)
 	}
 	study_step(STEP_MERGE, "open(/dev/vfio/%d) (%s), VFIO_GROUP_SET_CONTAINER: a second group joins",
 		   id1, g1->dev[0]);
-	group2 = study_group_join(container, id1);
+	group2 = vfio_group_attach(container, id1, 0);
 	if (group2 < 0) {
 		study_fail(fl, STEP_MERGE, "second SET_CONTAINER", group2);
 		goto out;

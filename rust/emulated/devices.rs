@@ -15,10 +15,10 @@ use core::sync::atomic::Ordering;
 
 use kernel::new_mutex;
 use kernel::prelude::*;
+use kernel::sync::Mutex;
 
 #[cfg(not(vfio_rs_vec_ext))]
 use crate::compat::VecExt;
-use kernel::sync::Mutex;
 
 use crate::bindings;
 
