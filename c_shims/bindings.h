@@ -4,6 +4,7 @@
  * Read only by bindgen; c_shims/shims.h is the C side's own header.
  */
 #include <linux/iommu.h>
+#include <linux/seq_file.h>
 #include <linux/vfio.h>
 #include "vfio.h"
 #include "shims.h"

@@ -30,8 +30,11 @@ void vfio_rs_register_device(void *iommu_data, struct vfio_device *vdev);
 void vfio_rs_unregister_device(void *iommu_data, struct vfio_device *vdev);
 int vfio_rs_dma_rw(void *iommu_data, dma_addr_t user_iova, void *data,
 		   size_t count, bool write);
+struct seq_file;
+/* Linux 6.12: the debugfs view's seq_file show, in rust/debugfs.rs. */
+int vfio_rs_containers_show(struct seq_file *m, void *v);
 
-/* Rust -> C: defined in c_shims/{ops,iommu,mm,emulated,params}.c. */
+/* Rust -> C: defined in c_shims/{ops,iommu,mm,emulated,params,debugfs}.c. */
 bool vfio_rs_domain_enforce_cache_coherency(struct iommu_domain *domain);
 const void *vfio_rs_domain_ops(struct iommu_domain *domain);
 unsigned long vfio_rs_domain_pgsize_bitmap(struct iommu_domain *domain);
@@ -82,5 +85,8 @@ bool vfio_rs_param_disable_hugepages(void);
 unsigned int vfio_rs_param_dma_entry_limit(void);
 bool vfio_rs_param_verbose(void);
 void vfio_rs_unregister(void);
+/* Linux 6.12 only (debugfs.c is built where the kernel crate lacks debugfs). */
+void vfio_rs_debugfs_create(void);
+void vfio_rs_debugfs_remove(void);
 
 #endif

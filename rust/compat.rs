@@ -2,7 +2,10 @@
 
 //! What older kernels' Rust crate lacks (Linux 6.12), behind the cfgs that
 //! Kbuild's feature probes set. On 7.2 and 7.3 every item here is the
-//! kernel's own.
+//! kernel's own. One gap is filled elsewhere: 6.12 has no
+//! `kernel::debugfs`, `kernel::seq_file` or `global_lock!`, so the debugfs
+//! view's registry and file for it are in rust/debugfs.rs (module `shim`)
+//! and c_shims/debugfs.c.
 
 use kernel::prelude::*;
 
@@ -16,33 +19,39 @@ pub(crate) fn eoverflow() -> Error {
 #[cfg(not(vfio_rs_eoverflow))]
 pub(crate) fn eoverflow() -> Error {
     // `EOVERFLOW` (75) fits in c_int.
-    Error::from_errno(-(crate::bindings::EOVERFLOW as kernel::ffi::c_int))
+    Error::from_errno(0 - (crate::bindings::EOVERFLOW as kernel::ffi::c_int))
 }
 
-/// Linux 6.12's kernel crate has no debugfs: no view of the containers.
-#[cfg(not(vfio_rs_kdebugfs))]
-pub(crate) mod no_debugfs {
-    use kernel::prelude::*;
-    use kernel::sync::Arc;
-
-    use crate::container::Container;
-
-    pub(crate) struct Handle;
-
-    impl Handle {
-        /// # Safety
-        ///
-        /// None (the same signature as the debugfs view's).
-        pub(crate) unsafe fn new() -> Result<Self> {
-            Ok(Self)
-        }
+/// What the reference C module answers for a user range that runs past
+/// 2^64: `EOVERFLOW` from Linux 7.2 on, `EINVAL` before (6.12's type1
+/// predates its overflow checks). Kbuild probes the C module's source.
+pub(crate) fn range_overflow() -> Error {
+    if cfg!(vfio_rs_c_eoverflow) {
+        eoverflow()
+    } else {
+        EINVAL
     }
+}
 
-    pub(crate) fn register(_c: &Arc<Container>) -> Result {
-        Ok(())
+/// `iommu_enable_nesting()` for the retired nesting type (6), which only
+/// Linux 6.12's C module still honours (`vfio_rs_c_nesting`); later kernels
+/// treat type 6 as v2 and never ask for this.
+///
+/// # Errors
+///
+/// The iommu driver's errno (`EINVAL` where it has no nesting).
+pub(crate) fn enable_nesting(domain: *mut crate::bindings::iommu_domain) -> Result {
+    #[cfg(vfio_rs_c_nesting)]
+    {
+        // SAFETY: the caller passes a freshly allocated paging domain with
+        // no group attached, as the C module does.
+        kernel::error::to_result(unsafe { crate::bindings::iommu_enable_nesting(domain) })
     }
-
-    pub(crate) fn unregister(_c: &Container) {}
+    #[cfg(not(vfio_rs_c_nesting))]
+    {
+        let _ = domain;
+        Err(EINVAL)
+    }
 }
 
 /// `pr_warn_once!` (in the kernel crate from 6.13 on).
@@ -148,32 +157,32 @@ impl<T, A: Allocator> VecExt<T> for Vec<T, A> {
     }
 
     fn truncate(&mut self, len: usize) {
-        let old = self.len();
-        if len >= old {
+        let Some(dropped) = self.len().checked_sub(len).filter(|n| *n > 0) else {
             return;
-        }
-        // SAFETY: `len < old`: the elements `len..old` are initialised; the
+        };
+        // SAFETY: `len < self.len()`: the elements `len..old` are initialised; the
         // length is lowered first, so they are dropped exactly once.
         unsafe {
             self.set_len(len);
-            let tail = core::ptr::slice_from_raw_parts_mut(self.as_mut_ptr().add(len), old - len);
+            let tail = core::ptr::slice_from_raw_parts_mut(self.as_mut_ptr().add(len), dropped);
             core::ptr::drop_in_place(tail);
         }
     }
 
     fn remove(&mut self, i: usize) -> Result<T, RemoveError> {
         let len = self.len();
-        if i >= len {
+        // `after`: the elements behind `i`; `None` if `i` is past the end.
+        let Some(after) = len.checked_sub(i).and_then(|n| n.checked_sub(1)) else {
             return Err(RemoveError);
-        }
-        // SAFETY: `i < len`: element `i` is read out, the `len - i - 1`
-        // elements after it move down by one, and the length shrinks by one,
-        // so every element stays owned exactly once.
+        };
+        // SAFETY: `i < len`: element `i` is read out, the `after` elements
+        // behind it move down by one, and the length shrinks by one (to
+        // `i + after`), so every element stays owned exactly once.
         unsafe {
             let p = self.as_mut_ptr().add(i);
             let v = core::ptr::read(p);
-            core::ptr::copy(p.add(1), p, len - i - 1);
-            self.set_len(len - 1);
+            core::ptr::copy(p.add(1), p, after);
+            self.set_len(i.wrapping_add(after));
             Ok(v)
         }
     }

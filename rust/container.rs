@@ -188,7 +188,12 @@ impl Container {
     }
 
     pub(crate) fn v2(&self) -> bool {
-        self.iommu_type == IommuType::V2
+        self.iommu_type != IommuType::V1
+    }
+
+    /// Whether new domains get nesting enabled (type 6 on Linux 6.12).
+    pub(crate) fn nesting(&self) -> bool {
+        self.iommu_type == IommuType::Nesting
     }
 
     /// Tears the container down; cannot fail.
@@ -205,7 +210,6 @@ impl Container {
     }
 
     /// The number of this container in log lines and the debugfs view.
-    #[cfg_attr(not(vfio_rs_kdebugfs), allow(dead_code))] // the debugfs view
     pub(crate) fn id(&self) -> u32 {
         self.id
     }
@@ -259,6 +263,7 @@ fn check_extension(container: Option<&Container>, arg: c_ulong) -> bool {
             container.is_some_and(|c| c.inner.lock().emulated_groups.is_empty())
         }
         Extension::DmaCc => container.is_some_and(|c| c.domains_enforce_cache_coherency()),
+        Extension::Nesting => cfg!(vfio_rs_c_nesting),
         Extension::Unknown => false,
     }
 }

@@ -14,7 +14,7 @@ use kernel::prelude::*;
 use crate::compat::VecExt;
 
 use crate::bindings;
-use crate::compat::eoverflow;
+use crate::compat::{self, eoverflow};
 use crate::iova::IovaRange;
 use crate::mapping::Mapping;
 use crate::mapping::Prot;
@@ -123,7 +123,6 @@ impl GroupRef {
     }
 
     /// Writes the names of the group's devices, space separated.
-    #[cfg_attr(not(vfio_rs_kdebugfs), allow(dead_code))] // the debugfs view
     pub(crate) fn write_devices(self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         struct Ctx<'a, 'b> {
             f: &'a mut core::fmt::Formatter<'b>,
@@ -225,17 +224,27 @@ pub(crate) struct Domain {
 unsafe impl Send for Domain {}
 
 impl Domain {
-    /// Allocates a paging domain for `group`'s IOMMU and attaches `group`.
+    /// Allocates a paging domain for `group`'s IOMMU (with nesting enabled
+    /// if `nesting`) and attaches `group`.
     ///
     /// # Errors
     ///
     /// The iommu core's errno; nothing is left allocated on error.
-    pub(crate) fn attach_new(group: GroupRef) -> Result<Self> {
+    pub(crate) fn attach_new(group: GroupRef, nesting: bool) -> Result<Self> {
         let mut groups = KVec::with_capacity(1, GFP_KERNEL)?;
         let raw = group.alloc_paging_domain()?;
-        // SAFETY: `raw` and `group` are valid.
-        let ret = unsafe { bindings::vfio_rs_iommu_attach_group(raw.as_ptr(), group.ptr.as_ptr()) };
-        if let Err(e) = to_result(ret) {
+        let attached = if nesting {
+            compat::enable_nesting(raw.as_ptr())
+        } else {
+            Ok(())
+        }
+        .and_then(|()| {
+            // SAFETY: `raw` and `group` are valid.
+            to_result(unsafe {
+                bindings::vfio_rs_iommu_attach_group(raw.as_ptr(), group.ptr.as_ptr())
+            })
+        });
+        if let Err(e) = attached {
             // SAFETY: `raw` is ours and has no group attached.
             unsafe { bindings::iommu_domain_free(raw.as_ptr()) };
             return Err(e);

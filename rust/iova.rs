@@ -9,7 +9,7 @@ use kernel::prelude::*;
 use kernel::rbtree::RBTree;
 use kernel::rbtree::RBTreeNodeReservation;
 
-use crate::compat::eoverflow;
+use crate::compat::range_overflow;
 
 /// A non-empty IOVA range `[start, last]`.
 ///
@@ -46,11 +46,12 @@ impl IovaRange {
     ///
     /// # Errors
     ///
-    /// `EINVAL` for a zero size, `EOVERFLOW` if the range passes `u64::MAX`.
+    /// `EINVAL` for a zero size, `EOVERFLOW` if the range passes `u64::MAX`
+    /// (`EINVAL` where the C module predates that errno: `range_overflow`).
     pub(crate) fn from_size(start: u64, size: u64) -> Result<Self> {
         let last = start
             .checked_add(size.checked_sub(1).ok_or(EINVAL)?)
-            .ok_or_else(eoverflow)?;
+            .ok_or_else(range_overflow)?;
         // INVARIANT: `last >= start` since the addition did not overflow.
         Ok(Self { start, last })
     }
@@ -392,7 +393,7 @@ mod tests {
     #[test]
     fn from_size_checks() {
         assert_eq!(IovaRange::from_size(0, 0), Err(EINVAL));
-        assert_eq!(IovaRange::from_size(u64::MAX, 2), Err(EOVERFLOW));
+        assert_eq!(IovaRange::from_size(u64::MAX, 2), Err(range_overflow()));
         assert_eq!(IovaRange::from_size(u64::MAX, 1), Ok(r(u64::MAX, u64::MAX)));
         assert_eq!(IovaRange::from_size(0x1000, 0x1000), Ok(r(0x1000, 0x1fff)));
     }

@@ -24,10 +24,7 @@ use kernel::types::ForeignOwnable;
 mod bindings;
 mod compat;
 mod container;
-#[cfg(vfio_rs_kdebugfs)]
 mod debugfs;
-#[cfg(not(vfio_rs_kdebugfs))]
-use compat::no_debugfs as debugfs;
 mod dirty;
 mod domain;
 mod emulated;

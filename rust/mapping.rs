@@ -347,7 +347,6 @@ impl Mappings {
     }
 
     /// How many mappings there are.
-    #[cfg_attr(not(vfio_rs_kdebugfs), allow(dead_code))] // the debugfs view
     pub(crate) fn len(&self) -> usize {
         self.tree.iter().count()
     }

@@ -106,13 +106,11 @@ impl RunList {
     }
 
     /// The longest run, in pages.
-    #[cfg_attr(not(vfio_rs_kdebugfs), allow(dead_code))] // the debugfs view
     pub(crate) fn largest(&self) -> usize {
         self.largest
     }
 
     /// Bytes allocated for the record (beyond the struct itself).
-    #[cfg_attr(not(vfio_rs_kdebugfs), allow(dead_code))] // the debugfs view
     pub(crate) fn heap_bytes(&self) -> usize {
         let chunk = core::mem::size_of::<[u32; CHUNK_WORDS]>();
         let ptrs = self

@@ -388,6 +388,11 @@ impl DirtyPages {
             return Err(EINVAL);
         }
         let raw: DirtyGetRaw = read_user(user_addr(arg, minsz)?)?;
+        // Linux 6.12's C module refuses `iova + size` past 2^64, even when
+        // it ends exactly there.
+        if !cfg!(vfio_rs_c_eoverflow) && raw.iova.checked_add(raw.size).is_none() {
+            return Err(EINVAL);
+        }
         let range = IovaRange::from_size(raw.iova, raw.size)?;
         let bitmap = UserBitmap::new(raw.bitmap_pgsize, raw.bitmap_size, raw.bitmap_data);
         bitmap.validate(raw.size)?;
@@ -583,8 +588,11 @@ pub(crate) enum IommuType {
     /// `VFIO_TYPE1_IOMMU`: unmaps may split a mapping.
     V1,
     /// `VFIO_TYPE1v2_IOMMU` (and the retired nesting id, which the C module
-    /// also treats as v2).
+    /// also treats as v2 from Linux 6.13 on).
     V2,
+    /// `VFIO_TYPE1_NESTING_IOMMU` where the C module still honours it
+    /// (Linux 6.12): v2, with nesting enabled on each new domain.
+    Nesting,
 }
 
 impl IommuType {
@@ -596,9 +604,11 @@ impl IommuType {
     pub(crate) fn from_arg(arg: c_ulong) -> Result<Self> {
         match u32::try_from(arg).map_err(|_| EINVAL)? {
             bindings::VFIO_TYPE1_IOMMU => Ok(Self::V1),
-            bindings::VFIO_TYPE1v2_IOMMU | bindings::__VFIO_RESERVED_TYPE1_NESTING_IOMMU => {
-                Ok(Self::V2)
+            bindings::VFIO_TYPE1v2_IOMMU => Ok(Self::V2),
+            bindings::__VFIO_RESERVED_TYPE1_NESTING_IOMMU if cfg!(vfio_rs_c_nesting) => {
+                Ok(Self::Nesting)
             }
+            bindings::__VFIO_RESERVED_TYPE1_NESTING_IOMMU => Ok(Self::V2),
             _ => Err(EINVAL),
         }
     }
@@ -608,6 +618,7 @@ impl IommuType {
 pub(crate) enum Extension {
     Type1,
     Type1v2,
+    Nesting,
     UnmapAll,
     UpdateVaddr,
     DmaCc,
@@ -619,6 +630,7 @@ impl Extension {
         match u32::try_from(arg) {
             Ok(bindings::VFIO_TYPE1_IOMMU) => Self::Type1,
             Ok(bindings::VFIO_TYPE1v2_IOMMU) => Self::Type1v2,
+            Ok(bindings::__VFIO_RESERVED_TYPE1_NESTING_IOMMU) => Self::Nesting,
             Ok(bindings::VFIO_UNMAP_ALL) => Self::UnmapAll,
             Ok(bindings::VFIO_UPDATE_VADDR) => Self::UpdateVaddr,
             Ok(bindings::VFIO_DMA_CC_IOMMU) => Self::DmaCc,

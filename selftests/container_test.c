@@ -86,6 +86,38 @@ TEST_F(container, set_iommu_type1v2)
 	set_iommu_and_use(_metadata, self, VFIO_TYPE1v2_IOMMU);
 }
 
+/*
+ * The retired nesting type (6). Linux 7.x's C module no longer advertises
+ * it, so vfio core finds no backend for it (-ENODEV); 6.12's advertises it
+ * and enables nesting on each new domain, which VT-d cannot do (the attach
+ * fails, -EINVAL) and SMMUv3 does (a stage-2 domain, v2 otherwise).
+ */
+TEST_F(container, retired_nesting_type)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	uint64_t sz = 0;
+	void *buf;
+	long r;
+
+	EXPECT_EQ(TYPE1_NESTING_ADVERTISED, xioctl(self->container, VFIO_CHECK_EXTENSION, 6));
+	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
+	r = xioctl(self->container, VFIO_SET_IOMMU, 6);
+	if (!TYPE1_NESTING_ADVERTISED || !arch_is_arm64()) {
+		EXPECT_EQ(TYPE1_NESTING_ADVERTISED ? -EINVAL : -ENODEV, r);
+		return;
+	}
+	ASSERT_EQ(0, r);
+	EXPECT_EQ(TYPE1_NESTING_ADVERTISED, xioctl(self->container, VFIO_CHECK_EXTENSION, 6));
+	/* v2: an unmap may not split a mapping (v1 would unmap all of it). */
+	buf = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, buf);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, 2 * ps, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, ps, 0, NULL));
+	EXPECT_EQ(0, dma_unmap(self->container, IOVA_BASE, 2 * ps, 0, &sz));
+	EXPECT_EQ(2 * (uint64_t)ps, sz);
+	munmap(buf, 2 * ps);
+}
+
 /* A second single-device group joins a container that already has an IOMMU. */
 TEST_F(container, second_group_joins)
 {

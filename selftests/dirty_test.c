@@ -332,7 +332,7 @@ TEST_F(dirty, get_bitmap_args)
 	/* size 0 */
 	EXPECT_EQ(-EINVAL, get_bitmap(c, IOVA_BASE, 0, 8, self->bm));
 	/* iova + size - 1 wraps */
-	EXPECT_EQ(-EOVERFLOW, get_bitmap(c, ~0ULL & ~(PG - 1), 2 * PG, 8, self->bm));
+	EXPECT_EQ(-E_WRAP, get_bitmap(c, ~0ULL & ~(PG - 1), 2 * PG, 8, self->bm));
 	/* bitmap.data not a user address (access_ok) */
 	EXPECT_EQ(-EINVAL, get_bitmap(c, IOVA_BASE, sz, 8, KERNEL_PTR));
 	/* pgsize other than the IOMMU's smallest (4K) */
@@ -412,10 +412,10 @@ TEST_F(dirty, get_bitmap_check_order)
 	V2();
 	MAP_PAGES(0, 16, 0);
 	/* Not started */
-	EXPECT_EQ(-EOVERFLOW, get_bitmap(c, top, 2 * PG, 8, self->bm));
-	EXPECT_EQ(-EOVERFLOW, get_bitmap_full(c, sizeof(*a), top, 2 * PG, 8192, 8, self->bm));
-	EXPECT_EQ(-EOVERFLOW, get_bitmap(c, top, 2 * PG, 0, KERNEL_PTR));
-	EXPECT_EQ(-EOVERFLOW, get_bitmap(c, top + 8, 2 * PG, 8, self->bm));
+	EXPECT_EQ(-E_WRAP, get_bitmap(c, top, 2 * PG, 8, self->bm));
+	EXPECT_EQ(-E_WRAP, get_bitmap_full(c, sizeof(*a), top, 2 * PG, 8192, 8, self->bm));
+	EXPECT_EQ(-E_WRAP, get_bitmap(c, top, 2 * PG, 0, KERNEL_PTR));
+	EXPECT_EQ(-E_WRAP, get_bitmap(c, top + 8, 2 * PG, 8, self->bm));
 	/* the range struct behind the header is unreadable */
 	a->argsz = sizeof(*a);
 	a->flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
@@ -426,7 +426,7 @@ TEST_F(dirty, get_bitmap_check_order)
 	ASSERT_EQ(0, dirty_start(c));
 	a->argsz = sizeof(*a);
 	EXPECT_EQ(-EFAULT, xioctl(c, VFIO_IOMMU_DIRTY_PAGES, (unsigned long)a));
-	EXPECT_EQ(-EOVERFLOW, get_bitmap(c, top, 2 * PG, 8, self->bm));
+	EXPECT_EQ(-E_WRAP, get_bitmap(c, top, 2 * PG, 8, self->bm));
 	/* the size-0 check comes before the overflow check */
 	EXPECT_EQ(-EINVAL, get_bitmap(c, top, 0, 8, self->bm));
 }
@@ -714,7 +714,7 @@ TEST_F(dirty, unmap_bitmap_args)
 	EXPECT_EQ(-EINVAL, unmap_bitmap(c, IOVA_BASE + PG, sz - PG, 8, self->bm, &u));
 	EXPECT_EQ(-EINVAL, unmap_bitmap(c, IOVA_BASE, sz - PG, 8, self->bm, &u));
 	/* wrap-around: the bitmap size check (npages) passes, then EOVERFLOW */
-	EXPECT_EQ(-EOVERFLOW, unmap_bitmap(c, ~0ULL & ~(PG - 1), 2 * PG, 8, self->bm, &u));
+	EXPECT_EQ(-E_WRAP, unmap_bitmap(c, ~0ULL & ~(PG - 1), 2 * PG, 8, self->bm, &u));
 	/* the struct vfio_bitmap is unreadable */
 	a->argsz = full;
 	a->flags = F;

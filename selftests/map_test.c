@@ -290,14 +290,14 @@ TEST_F(map, map_overflow)
 	ASSERT_NE(NULL, buf);
 	set_iommu(_metadata, self, variant);
 	/* iova + size - 1 wraps */
-	EXPECT_EQ(-EOVERFLOW, dma_map(self->container, top, buf, 2 * SZ_4K, DMA_RW));
-	EXPECT_EQ(-EOVERFLOW, dma_map(self->container, SZ_4K, buf, ~0ULL, DMA_RW));
+	EXPECT_EQ(-E_WRAP, dma_map(self->container, top, buf, 2 * SZ_4K, DMA_RW));
+	EXPECT_EQ(-E_WRAP, dma_map(self->container, SZ_4K, buf, ~0ULL, DMA_RW));
 	/* vaddr + size - 1 wraps */
-	EXPECT_EQ(-EOVERFLOW, dma_map(self->container, IOVA_BASE, (void *)(uintptr_t)top,
+	EXPECT_EQ(-E_WRAP, dma_map(self->container, IOVA_BASE, (void *)(uintptr_t)top,
 				      2 * SZ_4K, DMA_RW));
 	/* The overflow checks come before the flag and alignment checks. */
-	EXPECT_EQ(-EOVERFLOW, dma_map(self->container, top, buf, 2 * SZ_4K, 0));
-	EXPECT_EQ(-EOVERFLOW, dma_map(self->container, top + 0x800, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-E_WRAP, dma_map(self->container, top, buf, 2 * SZ_4K, 0));
+	EXPECT_EQ(-E_WRAP, dma_map(self->container, top + 0x800, buf, SZ_4K, DMA_RW));
 	/* The last page of the 64-bit space does not wrap: not an overflow,
 	 * but outside every IOVA range. */
 	EXPECT_EQ(-EINVAL, dma_map(self->container, top, buf, SZ_4K, DMA_RW));
@@ -528,8 +528,8 @@ TEST_F(map, unmap_bad_input)
 	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_2M - 0x800, 0, &sz));
 	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, 1, 0, &sz));
 	/* iova + size - 1 wraps. */
-	EXPECT_EQ(-EOVERFLOW, dma_unmap(self->container, ~0ULL & ~(SZ_4K - 1), 2 * SZ_4K, 0, &sz));
-	EXPECT_EQ(-EOVERFLOW, dma_unmap(self->container, IOVA_BASE, ~0ULL & ~(SZ_4K - 1), 0, &sz));
+	EXPECT_EQ(-E_WRAP, dma_unmap(self->container, ~0ULL & ~(SZ_4K - 1), 2 * SZ_4K, 0, &sz));
+	EXPECT_EQ(-E_WRAP, dma_unmap(self->container, IOVA_BASE, ~0ULL & ~(SZ_4K - 1), 0, &sz));
 	/* ALL needs iova == size == 0. */
 	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
 	EXPECT_EQ(-EINVAL, dma_unmap(self->container, 0, SZ_2M, VFIO_DMA_UNMAP_FLAG_ALL, &sz));

@@ -65,7 +65,8 @@ struct study_probe {
 	char arch;		/* 'a': arm64 only, 'x': x86_64 only, 0: both */
 	const char *event;	/* event name: the function's name */
 	const char *syms;	/* its symbol, or '|'-separated alternatives
-				 * (a .constprop.0 / .isra.0 clone) */
+				 * (a .constprop.0 / .isra.0 clone, or the
+				 * same step's function in Linux 6.12) */
 	const char *args;	/* fetch args besides the caller */
 };
 
@@ -75,7 +76,8 @@ struct study_probe {
  */
 static const struct study_probe study_probes[] = {
 	/* iommu core (drivers/iommu/iommu.c) */
-	{ 0, "iommu_paging_domain_alloc_flags", "iommu_paging_domain_alloc_flags", "" },
+	{ 0, "iommu_paging_domain_alloc_flags",
+	  "iommu_paging_domain_alloc_flags|iommu_paging_domain_alloc", "" },
 	{ 0, "iommu_domain_free", "iommu_domain_free", "" },
 	{ 0, "iommu_group_claim_dma_owner", "iommu_group_claim_dma_owner", "" },
 	{ 0, "iommu_group_release_dma_owner", "iommu_group_release_dma_owner", "" },
@@ -122,7 +124,8 @@ static const struct study_probe study_probes[] = {
 	  "iova=$arg2:x64 pgsize=$arg3:x64 pgcount=$arg4:u64" },
 	{ 'a', "__arm_lpae_alloc_pages", "__arm_lpae_alloc_pages", "size=$arg1:x64" },
 	/* x86_64: VT-d (intel/iommu.c, cache.c, dmar.c) */
-	{ 'x', "intel_iommu_domain_alloc_paging_flags", "intel_iommu_domain_alloc_paging_flags", "" },
+	{ 'x', "intel_iommu_domain_alloc_paging_flags",
+	  "intel_iommu_domain_alloc_paging_flags|intel_iommu_domain_alloc", "" },
 	{ 'x', "paging_domain_alloc", "paging_domain_alloc", "" },
 	{ 'x', "intel_iommu_domain_free", "intel_iommu_domain_free", "" },
 	{ 'x', "intel_iommu_attach_device", "intel_iommu_attach_device", "" },
@@ -154,6 +157,9 @@ static const struct study_probe study_probes[] = {
 	{ 'x', "vtdss_pt_install_leaf_entry",
 	  "vtdss_pt_install_leaf_entry|vtdss_pt_install_leaf_entry.constprop.0", "" },
 	{ 'x', "x86_64_map_range", "x86_64_map_range", "iova=$arg2:x64 paddr=$arg3:x64 len=$arg4:x64" },
+	/* x86_64 before generic_pt (Linux 6.12): the driver's own page table */
+	{ 'x', "intel_iommu_map_pages", "intel_iommu_map_pages",
+	  "iova=$arg2:x64 paddr=$arg3:x64 pgsize=$arg4:x64 pgcount=$arg5:u64" },
 };
 
 #define STUDY_NPROBES (sizeof(study_probes) / sizeof(study_probes[0]))
@@ -1042,6 +1048,18 @@ struct study_counts {
 	long tlbi;			/* TLB invalidation commands/descriptors */
 };
 
+/* A page-table map call of n leaves of size sz (io-pgtable's map_pages). */
+static inline void study_count_leaves(struct study_counts *c, unsigned long long sz, long n)
+{
+	c->map_calls++;
+	if (sz == SZ_4K)
+		c->leaves_4k += n;
+	else if (sz == SZ_2M)
+		c->leaves_2m += n;
+	else
+		c->leaves_other += n;
+}
+
 static inline void study_counts(const struct study_trace *t, int step, struct study_counts *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -1061,16 +1079,8 @@ static inline void study_counts(const struct study_trace *t, int step, struct st
 			if (e->step != step)
 				continue;
 			if (!strcmp(e->name, "arm_lpae_map_pages")) {
-				unsigned long long sz = study_arg(e, "pgsize", 0);
-				long n = (long)study_arg(e, "pgcount", 0);
-
-				c->map_calls++;
-				if (sz == SZ_4K)
-					c->leaves_4k += n;
-				else if (sz == SZ_2M)
-					c->leaves_2m += n;
-				else
-					c->leaves_other += n;
+				study_count_leaves(c, study_arg(e, "pgsize", 0),
+						   (long)study_arg(e, "pgcount", 0));
 			} else if (!strcmp(e->name, "arm_smmu_cmdq_issue_cmdlist")) {
 				unsigned long long op = study_arg(e, "op", 0);
 
@@ -1103,6 +1113,12 @@ static inline void study_counts(const struct study_trace *t, int step, struct st
 		}
 		if (!strcmp(e->name, "__iommu_flush_iotlb")) {
 			c->tlbi++;	/* register-based invalidation (no QI) */
+			continue;
+		}
+		if (!strcmp(e->name, "intel_iommu_map_pages")) {
+			/* Linux 6.12: one leaf per page of the size the core chose */
+			study_count_leaves(c, study_arg(e, "pgsize", 0),
+					   (long)study_arg(e, "pgcount", 0));
 			continue;
 		}
 		if (strcmp(e->name, "vtdss_map_range"))

@@ -177,10 +177,12 @@ TEST(set_iommu_writes_device_table_entries)
 }
 
 /* Page-table leaves are seen on arm64 in arm_lpae_map_pages' arguments, on
- * x86_64 as vtdss_pt_install_leaf_entry calls (inlined in some builds). */
+ * x86_64 as vtdss_pt_install_leaf_entry calls (inlined in some builds), or
+ * in intel_iommu_map_pages' arguments (Linux 6.12). */
 static bool leaves_observable(void)
 {
-	return arch_is_arm64() || study_probe_set("vtdss_pt_install_leaf_entry");
+	return arch_is_arm64() || study_probe_set("vtdss_pt_install_leaf_entry") ||
+	       study_probe_set("intel_iommu_map_pages");
 }
 
 TEST(map_4k_writes_one_page_entry_per_page)
@@ -195,7 +197,7 @@ TEST(map_4k_writes_one_page_entry_per_page)
 	/* One map call per physically contiguous run, in both modules. */
 	EXPECT_EQ(S.flow.runs, c.map_calls);
 	if (!leaves_observable())
-		SKIP(return, "page-table leaves not observable: %s",
+		SKIP_REST(return, "page-table leaves not observable: %s",
 		     "vtdss_pt_install_leaf_entry is inlined in this kernel");
 	EXPECT_EQ(STUDY_PAGES, c.leaves_4k);
 	EXPECT_EQ(0, c.leaves_2m + c.leaves_other);
@@ -213,7 +215,7 @@ TEST(map_2m_hugetlb_writes_one_block_not_512_pages)
 		       c.map_calls, c.leaves_2m, c.leaves_4k, c.leaves_other);
 	EXPECT_EQ(1, c.map_calls);
 	if (!leaves_observable())
-		SKIP(return, "page-table leaves not observable: %s",
+		SKIP_REST(return, "page-table leaves not observable: %s",
 		     "vtdss_pt_install_leaf_entry is inlined in this kernel");
 	EXPECT_EQ(1, c.leaves_2m);
 	EXPECT_EQ(0, c.leaves_4k + c.leaves_other);

@@ -95,7 +95,7 @@ impl Container {
         }
         // Allocate: room to publish, then a domain with the group on it.
         inner.domains.reserve(1, GFP_KERNEL)?;
-        let mut new = Domain::attach_new(group)?;
+        let mut new = Domain::attach_new(group, self.nesting())?;
         // Check: where mappings may go with this domain, and isolation.
         let window = inner.window_with(&new, group)?;
         if !params::allow_unsafe_interrupts() && !group.has_isolated_msi() {
