@@ -386,7 +386,38 @@ impl Domain {
                 (prot.iommu_bits() | bindings::IOMMU_CACHE) as c_int,
             )
         };
-        to_result(ret)
+        to_result(ret).inspect_err(|_| self.unmap_left_behind(iova, run.bytes()))
+    }
+
+    /// Unmaps the entries a failed map of `[iova, iova + size)` left.
+    ///
+    /// The iommu core unrolls what the driver reports mapped, but Linux
+    /// 6.12's VT-d driver reports nothing for a call that failed part way
+    /// (no memory for a page-table page) and keeps the entries it wrote:
+    /// the device could still reach pages that are unpinned next. Only
+    /// present entries are unmapped (io-pgtable-arm warns on a hole); where
+    /// the driver unrolls, none is found.
+    fn unmap_left_behind(&self, iova: u64, size: u64) {
+        let page = kernel::page::PAGE_SIZE as u64;
+        let mut stale: Option<(u64, u64)> = None;
+        for off in (0..size).step_by(kernel::page::PAGE_SIZE) {
+            // Cannot overflow: the caller's range did not.
+            let at = iova.wrapping_add(off);
+            // SAFETY: `raw` is valid (type invariant).
+            let present = unsafe { bindings::iommu_iova_to_phys(self.raw.as_ptr(), at) } != 0;
+            stale = match (stale, present) {
+                (Some((start, len)), true) => Some((start, len.saturating_add(page))),
+                (None, true) => Some((at, page)),
+                (Some((start, len)), false) => {
+                    self.unmap_now(start, len);
+                    None
+                }
+                (None, false) => None,
+            };
+        }
+        if let Some((start, len)) = stale {
+            self.unmap_now(start, len);
+        }
     }
 
     /// Maps every run of `m`, already pinned (replay into a new domain).

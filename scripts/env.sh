@@ -11,11 +11,10 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # version has its own source tree, kernel builds and out/ directory.
 KERNEL_VERSION_DEFAULT=7.3
 KERNEL_VERSION_WANT=${KERNEL:-$KERNEL_VERSION_DEFAULT}
-KERNEL_VERSIONS_SUPPORTED="7.3 7.2"
-# Being ported, not supported yet (README, Kernels): selectable with
-# VFIO_RS_EXPERIMENTAL=1 so that setup fetches the source and build-kernel
-# builds the test kernels; the module does not build against them yet.
-KERNEL_VERSIONS_EXPERIMENTAL="6.12"
+KERNEL_VERSIONS_SUPPORTED="7.3 7.2 6.12"
+# Versions being ported, not supported yet (README, Kernels): selectable
+# with VFIO_RS_EXPERIMENTAL=1 (none at the moment).
+KERNEL_VERSIONS_EXPERIMENTAL=""
 BINDGEN_VERSION=0.72.1
 LIBCLANG_VERSION=18.1.1
 
