@@ -258,7 +258,7 @@ static inline void fill_pattern(uint8_t *p, size_t len, uint32_t seed)
 
 /* ---- kernel log watch for IOMMU faults ---- */
 
-#define KMSG_MAX_LINES 8
+#define KMSG_MAX_LINES 32
 
 struct kmsg_watch {
 	int fd;
@@ -272,7 +272,10 @@ static inline bool kmsg_is_iommu_fault(const char *msg)
 	return strstr(msg, "DMAR: [DMA ") || strstr(msg, "DMAR: DRHD: handling fault") ||
 	       (strstr(msg, "arm-smmu-v3") &&
 		(strstr(msg, "received:") || strstr(msg, "F_TRANSLATION") ||
-		 strstr(msg, "F_PERMISSION")));
+		 strstr(msg, "F_PERMISSION") ||
+		 /* Linux 6.12 prints the raw record: one "\t0x%016llx" per
+		  * dword, the tab escaped by /dev/kmsg */
+		 strstr(msg, ": \\x090x")));
 }
 
 /* Starts watching: later kmsg_watch_faults() only sees newer messages. */
@@ -350,12 +353,17 @@ static inline int kmsg_watch_faults(struct kmsg_watch *w, int timeout_ms)
  * intel-iommu ("fault addr 0x...") and SMMUv3 ("iova: 0x...") print it. */
 static inline bool kmsg_watch_names_iova(struct kmsg_watch *w, uint64_t iova)
 {
-	char hex[32];
+	char hex[32], raw[32];
 
 	snprintf(hex, sizeof(hex), "0x%llx ", (unsigned long long)iova);
-	for (int i = 0; i < w->nlines; i++)
-		if (strstr(w->line[i], hex))
+	/* Linux 6.12's SMMUv3: the raw record, whose dword 2 is the address. */
+	snprintf(raw, sizeof(raw), "\\x090x%016llx", (unsigned long long)iova);
+	for (int i = 0; i < w->nlines; i++) {
+		const char *r = strstr(w->line[i], raw);
+
+		if (strstr(w->line[i], hex) || (r && !r[strlen(raw)]))
 			return true;
+	}
 	return false;
 }
 

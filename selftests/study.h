@@ -88,7 +88,8 @@ static const struct study_probe study_probes[] = {
 	{ 0, "iommu_unmap_fast", "iommu_unmap_fast", "iova=$arg2:x64 size=$arg3:x64" },
 	{ 0, "iommu_alloc_pages_node_sz", "iommu_alloc_pages_node_sz", "size=$arg3:x64" },
 	/* arm64: SMMUv3 (arm-smmu-v3.c) */
-	{ 'a', "arm_smmu_domain_alloc_paging_flags", "arm_smmu_domain_alloc_paging_flags", "" },
+	{ 'a', "arm_smmu_domain_alloc_paging_flags",
+	  "arm_smmu_domain_alloc_paging_flags|arm_smmu_domain_alloc_paging", "" },
 	{ 'a', "arm_smmu_domain_finalise", "arm_smmu_domain_finalise|arm_smmu_domain_finalise.constprop.0", "" },
 	{ 'a', "arm_smmu_domain_free_paging", "arm_smmu_domain_free_paging", "" },
 	{ 'a', "arm_smmu_attach_dev", "arm_smmu_attach_dev", "" },
