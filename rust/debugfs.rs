@@ -126,10 +126,9 @@ mod shim {
         if p.is_null() {
             return None;
         }
-        // SAFETY: a non-null `REGISTRY` came from `into_foreign` in
-        // `Handle::new`, and the registry is freed only when the `Handle`
-        // is dropped, after every caller of this function is done (see the
-        // module's comment); the borrow ends with this call.
+        // SAFETY: a non-null `REGISTRY` came from `into_foreign` in `new`;
+        // it is freed only when the `Handle` drops, after every caller is
+        // done (see the module's comment); the borrow ends with this call.
         let registry = unsafe { <Pin<KBox<Registry>> as ForeignOwnable>::borrow(p) };
         let ret = f(&mut registry.lock());
         Some(ret)

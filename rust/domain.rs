@@ -233,12 +233,13 @@ impl Domain {
     pub(crate) fn attach_new(group: GroupRef, nesting: bool) -> Result<Self> {
         let mut groups = KVec::with_capacity(1, GFP_KERNEL)?;
         let raw = group.alloc_paging_domain()?;
-        let attached = if nesting {
+        // Nesting is enabled before the first attach, as the C module does.
+        let nested = if nesting {
             compat::enable_nesting(raw.as_ptr())
         } else {
             Ok(())
-        }
-        .and_then(|()| {
+        };
+        let attached = nested.and_then(|()| {
             // SAFETY: `raw` and `group` are valid.
             to_result(unsafe {
                 bindings::vfio_rs_iommu_attach_group(raw.as_ptr(), group.ptr.as_ptr())

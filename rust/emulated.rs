@@ -213,8 +213,9 @@ impl Container {
     ///
     /// The C module's, in its order: `EACCES` (v1), `EOVERFLOW` (`EINVAL`
     /// after the next two on 6.12), `EBUSY` (a vaddr is invalid), `EINVAL`
-    /// (no registered device, an IOVA not in a mapping), `EPERM` (`prot` beyond the mapping's), `ENOMEM`, the pin's
-    /// errno. Nothing stays pinned on error.
+    /// (no registered device, an IOVA not in a mapping), `EPERM` (`prot`
+    /// beyond the mapping's), `ENOMEM`, the pin's errno. Nothing stays
+    /// pinned on error.
     pub(crate) fn pin_pages(
         &self,
         user_iova: u64,

@@ -372,10 +372,11 @@ static inline long backend_param_read_bool(const char *param)
 	return c == 'Y' || c == '1' ? 1 : c == 'N' || c == '0' ? 0 : -1;
 }
 
-/* Writes len bytes of buf to path in one write(); 0 or -errno. */
-static inline int write_file(const char *path, const void *buf, size_t len)
+/* Writes len bytes of buf to path in one write(), the file opened with
+ * O_WRONLY | flags; 0 or -errno. */
+static inline int write_file_flags(const char *path, const void *buf, size_t len, int flags)
 {
-	int fd = open(path, O_WRONLY | O_TRUNC), r = 0;
+	int fd = open(path, O_WRONLY | flags), r = 0;
 
 	if (fd < 0)
 		return -errno;
@@ -383,6 +384,12 @@ static inline int write_file(const char *path, const void *buf, size_t len)
 		r = -errno;
 	close(fd);
 	return r;
+}
+
+/* Writes len bytes of buf to path in one write(); 0 or -errno. */
+static inline int write_file(const char *path, const void *buf, size_t len)
+{
+	return write_file_flags(path, buf, len, O_TRUNC);
 }
 
 /* 0 or -errno. */

@@ -190,15 +190,7 @@ static inline bool study_tracing_available(void)
 /* Appends one line to kprobe_events; 0 or -errno. */
 static inline int study_kprobe_line(const char *line)
 {
-	int fd = open(STUDY_TRACEFS "/kprobe_events", O_WRONLY | O_APPEND), r = 0;
-	size_t n = strlen(line);
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, line, n) != (ssize_t)n)
-		r = -errno;
-	close(fd);
-	return r;
+	return write_file_flags(STUDY_TRACEFS "/kprobe_events", line, strlen(line), O_APPEND);
 }
 
 /*
