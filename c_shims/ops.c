@@ -6,7 +6,10 @@
  * declared only in the private drivers/vfio/vfio.h, which the kernel crate's
  * bindings do not cover. Every callback is the Rust function itself.
  */
+#include <linux/delay.h>
 #include <linux/module.h>
+#include <linux/rcupdate.h>
+#include <linux/slab.h>
 #include "vfio.h"
 #include "shims.h"
 
@@ -34,4 +37,84 @@ int vfio_rs_register(void)
 void vfio_rs_unregister(void)
 {
 	vfio_unregister_iommu_driver(&vfio_rs_ops);
+}
+
+/*
+ * Retiring a released container. Why C: Tasks RCU has no binding in the
+ * kernel crate, and its callbacks take a struct rcu_head.
+ *
+ * vfio core (Linux 6.12 to 7.3 without patches/linux/0001) reads
+ * container->iommu_data and calls vfio_rs_ioctl() under no lock that
+ * release waits for. vfio_rs_ioctl() takes a reference of its own first;
+ * until then the task runs a few instructions that cannot sleep, so it has
+ * not passed a voluntary context switch. A Tasks RCU grace period ends once
+ * every task has passed one (where Tasks RCU is absent, the kernel is
+ * either not preemptible, and plain RCU's grace period, every CPU having
+ * scheduled, covers the same, or the window stays open: see
+ * vfio_rs_retire_covers_preemption()). Dropping vfio core's reference one
+ * grace period after release so waits for every such task to hold its own.
+ */
+struct vfio_rs_retire {
+	struct rcu_head rcu;
+	void *iommu_data;
+};
+
+/* Containers not yet freed: module exit waits for the last one. */
+static atomic_t vfio_rs_live = ATOMIC_INIT(0);
+
+struct vfio_rs_retire *vfio_rs_retire_alloc(void)
+{
+	return kzalloc(sizeof(struct vfio_rs_retire), GFP_KERNEL_ACCOUNT);
+}
+
+void vfio_rs_retire_free(struct vfio_rs_retire *r)
+{
+	kfree(r);
+}
+
+static void vfio_rs_retired(struct rcu_head *rcu)
+{
+	struct vfio_rs_retire *r = container_of(rcu, struct vfio_rs_retire, rcu);
+
+	vfio_rs_container_put(r->iommu_data);
+	kfree(r);
+}
+
+void vfio_rs_retire_queue(struct vfio_rs_retire *r, void *iommu_data)
+{
+	r->iommu_data = iommu_data;
+	call_rcu_tasks(&r->rcu, vfio_rs_retired);
+}
+
+void vfio_rs_live_inc(void)
+{
+	atomic_inc(&vfio_rs_live);
+}
+
+void vfio_rs_live_dec(void)
+{
+	atomic_dec(&vfio_rs_live);
+}
+
+/*
+ * Module exit: every retired container's reference dropped, every
+ * container freed (an ioctl may hold the last one), then one more grace
+ * period for the instructions an ioctl runs after its last reference.
+ */
+void vfio_rs_retire_drain(void)
+{
+#ifdef CONFIG_TASKS_RCU
+	rcu_barrier_tasks();
+#else
+	rcu_barrier();
+#endif
+	while (atomic_read(&vfio_rs_live))
+		msleep(20);
+	synchronize_rcu_tasks();
+}
+
+/* Whether a retired container outlives a task preempted in vfio core. */
+bool vfio_rs_retire_covers_preemption(void)
+{
+	return IS_ENABLED(CONFIG_TASKS_RCU) || !IS_ENABLED(CONFIG_PREEMPTION);
 }

@@ -31,6 +31,8 @@ void vfio_rs_unregister_device(void *iommu_data, struct vfio_device *vdev);
 int vfio_rs_dma_rw(void *iommu_data, dma_addr_t user_iova, void *data,
 		   size_t count, bool write);
 struct seq_file;
+/* Drops vfio core's reference to a released container (c_shims/ops.c). */
+void vfio_rs_container_put(void *iommu_data);
 /* Linux 6.12: the debugfs view's seq_file show, in rust/debugfs.rs. */
 int vfio_rs_containers_show(struct seq_file *m, void *v);
 
@@ -85,6 +87,14 @@ bool vfio_rs_param_disable_hugepages(void);
 unsigned int vfio_rs_param_dma_entry_limit(void);
 bool vfio_rs_param_verbose(void);
 void vfio_rs_unregister(void);
+struct vfio_rs_retire;
+struct vfio_rs_retire *vfio_rs_retire_alloc(void);
+void vfio_rs_retire_free(struct vfio_rs_retire *r);
+void vfio_rs_retire_queue(struct vfio_rs_retire *r, void *iommu_data);
+void vfio_rs_live_inc(void);
+void vfio_rs_live_dec(void);
+void vfio_rs_retire_drain(void);
+bool vfio_rs_retire_covers_preemption(void);
 /* Linux 6.12 only (debugfs.c is built where the kernel crate lacks debugfs). */
 void vfio_rs_debugfs_create(void);
 void vfio_rs_debugfs_remove(void);

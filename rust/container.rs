@@ -30,6 +30,8 @@ use crate::iova::ValidRanges;
 use crate::mapping::Mappings;
 use crate::params;
 use crate::pin::PageBatch;
+use crate::retire::Live;
+use crate::retire::Retire;
 use crate::uapi;
 use crate::uapi::DirtyPages;
 use crate::uapi::Extension;
@@ -59,6 +61,9 @@ pub(crate) struct Container {
     pub(crate) devices: Devices,
     #[pin]
     pub(crate) inner: Mutex<ContainerInner>,
+    /// Last, so that module exit sees the count drop only once the rest of
+    /// the container is freed (retire.rs).
+    _live: Live,
 }
 
 /// The fields of [`Container`] protected by its lock.
@@ -78,6 +83,10 @@ pub(crate) struct ContainerInner {
     /// Scratch space for GUP, allocated with the container and reused by
     /// every map under this lock (taken out while in use).
     pub(crate) batch: Option<PageBatch>,
+    /// `release` ran: the container is empty and stays so (retire.rs).
+    pub(crate) released: bool,
+    /// What `release` hands vfio core's reference to; taken by it.
+    retire: Option<Retire>,
 }
 
 impl ContainerInner {
@@ -165,6 +174,7 @@ impl Container {
     pub(crate) fn new(iommu_type: IommuType) -> Result<Arc<Self>> {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let batch = PageBatch::new()?;
+        let retire = Retire::new()?;
         Arc::pin_init(
             pin_init!(Self {
                 id,
@@ -178,10 +188,13 @@ impl Container {
                         dirty_tracking: false,
                         emulated_groups: KVec::new(),
                         batch: Some(batch),
+                        released: false,
+                        retire: Some(retire),
                     },
                     "Container::inner"
                 ),
                 devices <- Devices::new(),
+                _live: Live::new(),
             }),
             GFP_KERNEL,
         )
@@ -196,17 +209,23 @@ impl Container {
         self.iommu_type == IommuType::Nesting
     }
 
-    /// Tears the container down; cannot fail.
-    pub(crate) fn release(self: Arc<Self>) {
+    /// Tears the container down; cannot fail. An ioctl still running finds
+    /// it empty and released (retire.rs). Returns what vfio core's
+    /// reference is handed to (`None` only for a second release, which
+    /// vfio core never makes).
+    pub(crate) fn release(&self) -> Option<Retire> {
         let mut inner = self.inner.lock();
+        inner.released = true;
         inner.remove_all_mappings();
         let domains = core::mem::take(&mut inner.domains);
+        let retire = inner.retire.take();
         drop(inner);
         // Dropping a domain detaches its groups and frees it.
         drop(domains);
         if params::verbose() {
             pr_info!("container {}: released\n", self.id);
         }
+        retire
     }
 
     /// The number of this container in log lines and the debugfs view.

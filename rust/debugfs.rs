@@ -8,7 +8,10 @@
 //! `kernel::debugfs` where it has them (`vfio_rs_kdebugfs`, 7.x), a mutex
 //! made at load time and `c_shims/debugfs.c` on Linux 6.12.
 //!
-//! Lock order: the registry, then `Container::inner` (while printing).
+//! Lock order: the registry is never held while a container's lock is
+//! awaited: the view prints from a snapshot of the list. A container's
+//! lock can be held for long (a MAP stuck in GUP on a stalled file), and
+//! every `open` and `release` of a container takes the registry's.
 
 use core::fmt;
 
@@ -241,15 +244,28 @@ pub(crate) struct View;
 
 impl fmt::Debug for View {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        imp::with_list(|list| {
-            writeln!(f, "{} containers", list.len())?;
-            for c in list.iter() {
-                describe(c, f)?;
-            }
-            Ok(())
-        })
-        .unwrap_or(Ok(()))
+        let list = match imp::with_list(|list| snapshot(list)) {
+            Some(Ok(list)) => list,
+            Some(Err(_)) => return writeln!(f, "out of memory"),
+            None => return Ok(()),
+        };
+        writeln!(f, "{} containers", list.len())?;
+        for c in list.iter() {
+            describe(c, f)?;
+        }
+        // Dropped with no lock held: this may be a container's last reference.
+        Ok(())
     }
+}
+
+/// A copy of the registry, so that its lock is free while containers' are
+/// awaited.
+fn snapshot(list: &KVec<Arc<Container>>) -> Result<KVec<Arc<Container>>> {
+    let mut copy = KVec::new();
+    for c in list.iter() {
+        copy.push(c.clone(), GFP_KERNEL)?;
+    }
+    Ok(copy)
 }
 
 /// Writes `c`'s topology: domains and their groups and devices, emulated

@@ -32,6 +32,7 @@ mod iova;
 mod mapping;
 mod params;
 mod pin;
+mod retire;
 mod runs;
 mod trace;
 mod uapi;
@@ -58,14 +59,18 @@ impl kernel::Module for VfioType1Rs {
         // registers is static and points at this crate's entry points.
         to_result(unsafe { bindings::vfio_rs_register() })?;
         pr_info!("registered VFIO IOMMU driver vfio-iommu-type1-rs\n");
+        if !retire::covers_preemption() {
+            pr_warn!("preemptible kernel without Tasks RCU: an ioctl racing the last group's detach may use a freed container (see patches/linux)\n");
+        }
         Ok(VfioType1Rs { _debugfs: view })
     }
 }
 
 impl Drop for VfioType1Rs {
     fn drop(&mut self) {
-        // No container can still use us: each holds a reference on this
-        // module (vfio core's try_module_get on `ops->owner`).
+        // vfio core has released every container (each held a reference on
+        // this module); an ioctl may still hold one (retire.rs).
+        retire::drain();
         // SAFETY: registration succeeded in `init`.
         unsafe { bindings::vfio_rs_unregister() };
         pr_info!("unregistered VFIO IOMMU driver vfio-iommu-type1-rs\n");
@@ -98,19 +103,37 @@ extern "C" fn vfio_rs_open(arg: c_ulong) -> *mut c_void {
     }
 }
 
-/// `release`: the container's last user is gone.
+/// `release`: the container's last group is gone.
 ///
 /// # Safety
 ///
-/// vfio core's contract: `iommu_data` came from [`vfio_rs_open`] and is not
-/// used again after this call.
+/// vfio core's contract: `iommu_data` came from [`vfio_rs_open`] and vfio
+/// core does not pass it to a callback it calls after this one (an ioctl
+/// it called before may still run: retire.rs).
 #[no_mangle]
 unsafe extern "C" fn vfio_rs_release(iommu_data: *mut c_void) {
-    // SAFETY: vfio core passes back the pointer `vfio_rs_open` returned and
-    // never uses it after this call.
-    let c = unsafe { <Arc<Container> as ForeignOwnable>::from_foreign(iommu_data) };
+    // SAFETY: vfio core's reference is still there: it is dropped below,
+    // one grace period from now.
+    let c = unsafe { container(iommu_data) };
     debugfs::unregister(&c);
-    c.release();
+    if let Some(retire) = c.release() {
+        // SAFETY: vfio core owned `iommu_data` and never passes it again.
+        unsafe { retire.retire(iommu_data) };
+    }
+}
+
+/// Drops vfio core's reference to a released container, one Tasks RCU
+/// grace period after [`vfio_rs_release`] (c_shims/ops.c). Runs with
+/// bottom halves off: the container was emptied by its release, so its
+/// drop only frees memory.
+///
+/// # Safety
+///
+/// `iommu_data` is the one [`vfio_rs_release`] retired.
+#[no_mangle]
+unsafe extern "C" fn vfio_rs_container_put(iommu_data: *mut c_void) {
+    // SAFETY: vfio core's reference, handed over by `vfio_rs_release`.
+    drop(unsafe { <Arc<Container> as ForeignOwnable>::from_foreign(iommu_data) });
 }
 
 /// `ioctl`: VFIO_CHECK_EXTENSION (with a NULL `iommu_data` before
@@ -119,16 +142,21 @@ unsafe extern "C" fn vfio_rs_release(iommu_data: *mut c_void) {
 /// # Safety
 ///
 /// vfio core's contract: `iommu_data` is NULL (before `VFIO_SET_IOMMU`) or
-/// came from [`vfio_rs_open`] and is held until [`vfio_rs_release`]; `arg`
-/// is the user's ioctl argument (only ever used as a user address).
+/// came from [`vfio_rs_open`]; `arg` is the user's ioctl argument (only
+/// ever used as a user address). vfio core (6.12 to 7.3, unpatched) does
+/// not keep [`vfio_rs_release`] from running during this call: its
+/// reference then outlives the release by a grace period (retire.rs).
 #[no_mangle]
 unsafe extern "C" fn vfio_rs_ioctl(iommu_data: *mut c_void, cmd: c_uint, arg: c_ulong) -> c_long {
-    let c = if iommu_data.is_null() {
+    // Our own reference first: a concurrent release may drop vfio core's.
+    let c: Option<Arc<Container>> = if iommu_data.is_null() {
         None
     } else {
-        // SAFETY: non-NULL `iommu_data` came from `vfio_rs_open` and vfio
-        // core holds it until `vfio_rs_release`.
-        Some(unsafe { container(iommu_data) })
+        // SAFETY: non-NULL `iommu_data` came from `vfio_rs_open`; vfio
+        // core's reference to it is dropped no sooner than a grace period
+        // after release, and this task has not slept since vfio core read
+        // it (retire.rs).
+        Some(unsafe { container(iommu_data) }.into())
     };
     match container::ioctl(c.as_deref(), cmd, arg) {
         Ok(v) => v,

@@ -59,6 +59,45 @@ kernel_src() {
   [ -d "$d" ] && printf '%s\n' "$d"
 }
 
+# The Linux patches the test kernels carry: patches/linux/*.patch, fixes
+# of vfio core bugs the suite exposes (README, "vfio core patches").
+# VFIO_RS_CORE_PATCHES=0 builds the kernels as released, to show what the
+# bugs do (its own kernel builds: the patch set is part of the cache key).
+VFIO_RS_CORE_PATCHES=${VFIO_RS_CORE_PATCHES:-1}
+# Everything built against unpatched kernels goes apart.
+[ "$VFIO_RS_CORE_PATCHES" != 0 ] || OUT_DIR=$OUT_DIR/unpatched
+
+# The source tree build-kernel builds from: the pristine tree, or a
+# hard-linked copy of it with patches/linux applied (each file a patch
+# touches is copied before it is patched, so the pristine tree stays
+# pristine). Made once per source and patch set; prints its path.
+kernel_build_src() {
+  local src dst p f
+  src=$(kernel_src) || return 1
+  if [ "$VFIO_RS_CORE_PATCHES" = 0 ]; then
+    printf '%s\n' "$src"
+    return
+  fi
+  # Keyed by the diffs alone: rewording a patch's message rebuilds nothing.
+  dst=$src-patched-$(sed -n '/^--- a\//,$p' "$REPO_ROOT"/patches/linux/*.patch | sha256sum | cut -c1-10)
+  (
+    flock 8
+    [ -f "$dst/.vfio-rs-patched" ] && exit 0
+    log "kernel source: applying patches/linux to a linked copy of $(basename "$src")"
+    rm -rf "$dst"
+    cp -al "$src" "$dst"
+    for p in "$REPO_ROOT"/patches/linux/*.patch; do
+      for f in $(sed -n 's#^+++ b/\([^[:space:]]*\).*#\1#p' "$p"); do
+        cp "$dst/$f" "$dst/$f.copy" && mv "$dst/$f.copy" "$dst/$f"
+      done
+      patch -s -p1 --no-backup-if-mismatch -d "$dst" <"$p" ||
+        die "$(basename "$p") does not apply to $(basename "$src")"
+    done
+    touch "$dst/.vfio-rs-patched"
+  ) 8>"$dst.lock" || return 1
+  printf '%s\n' "$dst"
+}
+
 # Make variables for building against the test kernel of (ARCH, FLAVOUR),
 # one word each: the arch, its cross compiler, and for the debug flavour
 # clang-19 (the kernel allows KASAN beside Rust only when C is built by

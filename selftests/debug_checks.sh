@@ -1,13 +1,19 @@
 #!/bin/sh
-# Runs the selftests on the debug kernel (lockdep, kmemleak, atomic-sleep
-# checks), then reports, as TAP, whether the kernel complained:
+# Runs the selftests (or the command given, from this directory:
+# debug_checks.sh ./stress_test -t NAME) on
+# the debug kernel (lockdep, kmemleak, atomic-sleep checks), then reports,
+# as TAP, whether the kernel complained:
 #   1. no lockdep report, WARN, BUG, hung task or "sleeping function" splat;
 #   2. no KASAN report ("BUG: KASAN: ..." or any other "KASAN:" line);
 #   3. no kmemleak report that involves vfio (ours or vfio core).
 cd "$(dirname "$0")"
 # stress_test races longer here, under lockdep/KASAN/hung-task checks.
 export STRESS_SECONDS=${STRESS_SECONDS:-20}
-./run_tests.sh
+if [ $# -gt 0 ]; then
+	"$@"
+else
+	./run_tests.sh
+fi
 rc=$?
 
 echo "TAP version 13"

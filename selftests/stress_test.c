@@ -18,8 +18,10 @@
  *
  * Tests: ops (unmaps issued one at a time, see RUN_UNMAP), concurrent_unmaps
  * (unmaps racing each other too; skipped on the C backend, which deadlocks
- * there), close_while_busy (the fds closed under the busy workers), and
- * child_mappings_charge_owner (the fork semantics above, step by step).
+ * there), close_while_busy (the fds closed under the busy workers),
+ * last_group_race (the container's only group leaves and comes back under
+ * the workers: see patches/linux/0001-*), and child_mappings_charge_owner
+ * (the fork semantics above, step by step).
  *
  * Duration: $STRESS_SECONDS (default 3; debug_checks.sh uses longer); a
  * watchdog names the stuck threads and prints their kernel stacks.
@@ -47,14 +49,14 @@
 enum op {
 	OP_MAP, OP_UNMAP, OP_UNMAP_ALL, OP_UNMAP_DIRTY, OP_DIRTY_START, OP_DIRTY_STOP,
 	OP_DIRTY_GET, OP_GET_INFO, OP_GROUP_OPEN, OP_SET_CONTAINER, OP_UNSET_CONTAINER,
-	OP_PIN, OP_UNPIN, OP_DMA_WRITE, OP_DMA_READ, OP_MDEV_IO, OP_FORK,
+	OP_SET_IOMMU, OP_PIN, OP_UNPIN, OP_DMA_WRITE, OP_DMA_READ, OP_MDEV_IO, OP_FORK,
 	OP_CHILD_MAP, OP_CHILD_UNMAP, OP_NR, OP_IDLE = OP_NR,
 };
 
 static const char *const op_name[OP_NR + 1] = {
 	"map", "unmap", "unmap_all", "unmap+dirty_bitmap", "dirty_start", "dirty_stop",
 	"dirty_get_bitmap", "get_info", "group_open", "set_container", "unset_container",
-	"mdev_pin", "mdev_unpin", "mdev_dma_write", "mdev_dma_read", "mdev_io", "fork+child_exit",
+	"set_iommu", "mdev_pin", "mdev_unpin", "mdev_dma_write", "mdev_dma_read", "mdev_io", "fork+child_exit",
 	"child_map", "child_unmap", "idle",
 };
 
@@ -78,6 +80,8 @@ static const uint64_t allowed_errs[OP_NR] = {
 /* While fds are closed under the workers: the fd is gone (EBADF), or the
  * container lost its last group and with it its backend (EINVAL). */
 #define CLOSING_ERRS (E(EBADF) | E(EINVAL))
+/* While the last group comes and goes: no backend (EINVAL). */
+#define DETACHED_ERRS E(EINVAL)
 
 #define NERRS 64
 #define MAX_FAILS 16
@@ -130,6 +134,8 @@ static struct {
 	atomic_bool stop;		/* every worker ends after its op */
 	atomic_bool stop_openers;	/* toggler and forker end */
 	atomic_bool closing;		/* fds may vanish under the workers */
+	atomic_bool last_group_leaves;	/* the backend may vanish under them */
+	int group_a;			/* the last group (last_group_race) */
 	struct shared *sh;
 	struct worker w[W_NR];
 	int nworkers;
@@ -155,6 +161,8 @@ static bool err_allowed(int op, int err)
 
 	if (atomic_load(&S.closing))
 		m |= CLOSING_ERRS;
+	if (atomic_load(&S.last_group_leaves))
+		m |= DETACHED_ERRS;
 	return err < 64 && (m >> err) & 1;
 }
 
@@ -422,6 +430,27 @@ static bool toggle_step(struct worker *w)
 	}
 	RUN(w, OP_UNSET_CONTAINER, xioctl(w->gfd[g], VFIO_GROUP_UNSET_CONTAINER, 0), 0,
 	    w->gid[g]);
+	return true;
+}
+
+/*
+ * The container's only group leaves (UNSET_CONTAINER: vfio core detaches it
+ * and releases the backend) and comes back (SET_CONTAINER, SET_IOMMU), with
+ * a random pause of up to 2 ms after each, so that the container workers'
+ * ioctls meet every stage. The group is attached whenever a step ends.
+ */
+static bool last_group_step(struct worker *w)
+{
+	unsigned long type = VFIO_TYPE1v2_IOMMU;
+
+	if (RUN(w, OP_UNSET_CONTAINER, xioctl(S.group_a, VFIO_GROUP_UNSET_CONTAINER, 0), 0, 0))
+		return false;
+	usleep(rnd(w) % 2000);
+	if (RUN(w, OP_SET_CONTAINER, xioctl(S.group_a, VFIO_GROUP_SET_CONTAINER,
+					    (unsigned long)&S.container), 0, 0) ||
+	    RUN(w, OP_SET_IOMMU, xioctl(S.container, VFIO_SET_IOMMU, type), 0, 0))
+		return false;
+	usleep(rnd(w) % 2000);
 	return true;
 }
 
@@ -1009,6 +1038,65 @@ TEST_F_TIMEOUT(stress, close_while_busy, HARNESS_TIMEOUT)
 	ASSERT_GE(self->container, 0);
 	self->group_a = vfio_group_attach(self->container, self->ga.id, VFIO_TYPE1v2_IOMMU);
 	ASSERT_GE(self->group_a, 0);
+	fresh_map_dma(_metadata, self);
+}
+
+/*
+ * A user's own threads against the backend's release: two mappers (MAP,
+ * UNMAP, UNMAP + GET_DIRTY_BITMAP), the dirty worker and GET_INFO +
+ * UNMAP_ALL run on the container while its only group leaves and comes
+ * back (last_group_step). vfio core (Linux 6.12 to 7.3) passes container
+ * ioctls to the backend without container->group_lock, and the last
+ * group's detach releases the backend under it: unpatched, the C module's
+ * state is freed under running ioctls (KASAN: use-after-free in
+ * vfio_link_dma, then a NULL dereference; see patches/linux/0001-* and
+ * README, "vfio core patches"). With the patch, or with ours, every call
+ * completes or answers EINVAL (no backend); afterwards nothing is pinned or
+ * accounted, and a fresh map carries a real DMA round trip.
+ */
+TEST_F_TIMEOUT(stress, last_group_race, HARNESS_TIMEOUT)
+{
+	double secs = stress_seconds(), t0;
+	uint64_t sz = 0;
+
+	/* Group A alone: the mdev's group would keep the backend alive. */
+	trm_close(&self->mdev);
+	close_fd(&self->mdev_group);
+	S.group_a = self->group_a;
+	atomic_store(&S.last_group_leaves, true);
+	add_worker(self, W_MAP0, "mapper0", mapper_step);
+	add_worker(self, W_MAP1, "mapper1", mapper_step);
+	add_worker(self, W_DIRTY, "dirty", dirty_step);
+	add_worker(self, W_INFO, "info+unmap_all", info_step);
+	add_worker(self, W_TOGGLE, "last_group", last_group_step);
+	add_worker(self, W_MDEV, "mdev (off)", NULL);
+	add_worker(self, W_FORK, "forker (off)", NULL);
+	S.nworkers = W_NR;
+	signal(SIGALRM, watchdog);
+	alarm((unsigned int)(3 * secs) + 90);
+	for (int i = 0; i < W_NR; i++) {
+		struct worker *w = &S.w[i];
+
+		ASSERT_TRUE(w->res && w->cmd);
+		if (!w->step)
+			atomic_store(&w->done, true);
+		else
+			ASSERT_EQ(0, pthread_create(&w->tid, NULL, worker_main, w));
+	}
+	t0 = now_seconds();
+	sleep_seconds(secs);
+	atomic_store(&S.stop, true);
+	join_workers(W_ALL);
+	alarm(0);
+	atomic_store(&S.last_group_leaves, false);
+	report(_metadata, now_seconds() - t0);
+	free_workers();
+	EXPECT_LT(0, atomic_load(&S.sh->count[OP_UNSET_CONTAINER][0])) TH_LOG("never detached");
+
+	EXPECT_EQ(0, dirty_pages(self->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP));
+	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
+	EXPECT_EQ(self->base.pins, pins_outstanding()) TH_LOG("pins left");
+	EXPECT_EQ(self->base.vmlck, vmlck_kb()) TH_LOG("VmLck left");
 	fresh_map_dma(_metadata, self);
 }
 

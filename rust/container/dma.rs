@@ -71,6 +71,11 @@ impl Container {
         // GUP batch was, with the container).
         let slot = MappingSlot::new(GFP_KERNEL_ACCOUNT)?;
         let mut inner = self.inner.lock();
+        // Released under this call (retire.rs): no backend any more, as
+        // vfio core answers then; nothing may be pinned again.
+        if inner.released {
+            return Err(EINVAL);
+        }
         let (range, vaddr, prot) = match req {
             MapRequest::UpdateVaddr { range, vaddr } => return inner.update_vaddr(range, vaddr),
             MapRequest::Map { range, vaddr, prot } => (range, vaddr, prot),
