@@ -14,9 +14,6 @@
 use kernel::prelude::*;
 use kernel::uaccess::UserSlice;
 
-#[cfg(not(vfio_rs_vec_ext))]
-use crate::compat::VecExt;
-
 use crate::container::Container;
 use crate::container::ContainerInner;
 use crate::iova::IovaRange;
@@ -24,9 +21,6 @@ use crate::mapping::Mapping;
 use crate::uapi::DirtyPages;
 use crate::uapi::UserBitmap;
 use crate::uapi::BITMAP_PAGES_MAX;
-
-/// u64 words in one page.
-const PAGE_WORDS: usize = kernel::page::PAGE_SIZE / 8;
 
 impl UserBitmap {
     /// Writes `mapping`'s dirty bits (`src`, one bit per page; `None`: every
@@ -37,7 +31,8 @@ impl UserBitmap {
     ///
     /// # Errors
     ///
-    /// `EFAULT`; `EINVAL` if `mapping` starts below `base`.
+    /// `EFAULT`; `EINVAL` if `mapping` starts below `base`. Allocates
+    /// nothing, so a report fails only where C's does.
     pub(crate) fn report(
         &self,
         base: u64,
@@ -58,18 +53,10 @@ impl UserBitmap {
             0 => 0,
             _ => self.read_word(first_word)?,
         };
-        // Words go out a page at a time (one copy_to_user per 4 KiB, as
-        // C's one copy per mapping costs about the same); small reports
-        // use the stack.
+        // Words go out 512 bytes at a time from the stack (one copy_to_user
+        // per 4096 pages): nothing to allocate mid-operation.
         let mut stack = [0u64; 64];
-        let mut heap = KVec::new();
-        let buf: &mut [u64] = if nwords > stack.len() as u64 {
-            let n = usize::try_from(nwords).map_or(PAGE_WORDS, |n| n.min(PAGE_WORDS));
-            heap.resize(n, 0u64, GFP_KERNEL)?;
-            &mut heap
-        } else {
-            &mut stack
-        };
+        let buf: &mut [u64] = &mut stack;
         let mut w = 0u64;
         while w < nwords {
             let n =
@@ -247,12 +234,13 @@ impl ContainerInner {
 }
 
 /// Reports one mapping into a user bitmap: every page while an IOMMU-backed
-/// group could have written any of them (`all_dirty`), else the pages
-/// written by `dma_rw` or pinned by emulated devices.
+/// group could have written any of them (`all_dirty`), else its record (the
+/// pages written by `dma_rw` or pinned by emulated devices; every page if it
+/// had none, which tracking rules out). Allocates nothing.
 ///
 /// # Errors
 ///
-/// `EFAULT`; `ENOMEM`.
+/// `EFAULT`; `EINVAL` (see `UserBitmap::report`).
 pub(crate) fn report_mapping(
     bm: &UserBitmap,
     base: u64,
@@ -260,12 +248,8 @@ pub(crate) fn report_mapping(
     pgshift: u32,
     all_dirty: bool,
 ) -> Result {
-    if all_dirty {
-        bm.report(base, &m.range, pgshift, None)
-    } else {
-        let bits = m.dirty_bits()?;
-        bm.report(base, &m.range, pgshift, Some(&bits))
-    }
+    let src = if all_dirty { None } else { m.dirty.as_deref() };
+    bm.report(base, &m.range, pgshift, src)
 }
 
 /// `n` bits (`1 <= n <= 64`) of `words` from bit `at`, in the low bits

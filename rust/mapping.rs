@@ -80,7 +80,9 @@ pub(crate) struct Mapping {
     /// Pages pinned by emulated devices (`pin_pages`).
     pub(crate) external: ExternalPins,
     /// While dirty tracking is on: pages written by `dma_rw` or pinned by a
-    /// device since the last report, one bit per page.
+    /// device since the last report, and those they held at it (or at
+    /// START), one bit per page: so every page they hold now, as in C's
+    /// bitmap. Reports read it in place (nothing to allocate).
     pub(crate) dirty: Option<KVVec<u64>>,
 }
 
@@ -171,27 +173,6 @@ impl Mapping {
                 set_bit(words, iova.saturating_sub(start) >> PAGE_SHIFT);
             }
         }
-    }
-
-    /// The pages to report dirty when no IOMMU-backed group can dirty any
-    /// page: those written or pinned since the last report (or START), and
-    /// those pinned then (and since unpinned, or not).
-    pub(crate) fn dirty_bits(&self) -> Result<KVVec<u64>> {
-        let npages = self.npages()?;
-        let mut words = KVVec::new();
-        words.resize(npages.div_ceil(64), 0u64, GFP_KERNEL_ACCOUNT)?;
-        if let Some(d) = &self.dirty {
-            for (w, s) in words.iter_mut().zip(d.iter()) {
-                *w |= *s;
-            }
-        }
-        for iova in self.external.iovas() {
-            set_bit(
-                &mut words,
-                iova.saturating_sub(self.range.start()) >> PAGE_SHIFT,
-            );
-        }
-        Ok(words)
     }
 
     /// Reported: starts over with only the pages devices keep pinned.

@@ -52,6 +52,8 @@
 #define NPAGES_FAULTIN	32		/* not populated: GUP faults them in */
 #define NPAGES_EMU	16
 #define NPAGES_UNMAP	128		/* the C module allocates per 4K region */
+#define NMAP_DIRTY	3		/* mappings of one dirty report */
+#define NPAGES_DIRTY	4160		/* 65 bitmap words: more than one chunk of 64 */
 #define MAX_NTH		4000		/* a runaway guard, never reached */
 #define DBGFS		"/sys/kernel/debug"
 
@@ -269,10 +271,12 @@ struct fctx {
 	bool buf_hugetlb;
 	char *scratch;		/* one page for the "still works" check */
 	long pins0, lck0;	/* just before the armed call */
+	long avail0;		/* DMA_AVAIL after setup (emulated dirty ops) */
 	uint64_t bm[(NPAGES_BIG + 63) / 64];
 	struct trm_result res;
 	long old_nr_huge;
 	const char *nr_huge_path;
+	long old_disable_hp;	/* disable_hugepages to restore, or -1 */
 };
 
 static int group_open(int idx)
@@ -781,6 +785,100 @@ static const char *check_emu_read(struct fctx *c, long r)
 	return check_pinned(c, r, 0, 0);
 }
 
+/* GET_BITMAP and UNMAP with a bitmap over NMAP_DIRTY mappings of an
+ * emulated-only container: each mapping is reported from its own record
+ * (the pages dma_rw wrote), in turn. A failure other than EFAULT must come
+ * before the first mapping is reported or removed. */
+static uint64_t dbm[NMAP_DIRTY * NPAGES_DIRTY / 64];
+
+#define DIRTY_MSIZE ((uint64_t)NPAGES_DIRTY * SZ_4K)
+
+/* The bit of page j (0 or 1) that dma_rw writes in mapping i: one in the
+ * mapping's first bitmap word, one in its 65th. */
+static size_t dirty_bit(int i, int j)
+{
+	return (size_t)i * NPAGES_DIRTY + (j ? 4096 + i : 1 + i);
+}
+
+static int setup_emu_dirty(struct fctx *c)
+{
+	int r = setup_emu_container(c);
+
+	for (int i = 0; !r && i < NMAP_DIRTY; i++)
+		r = dma_map(c->container, IOVA_BASE + i * DIRTY_MSIZE, c->buf + i * DIRTY_MSIZE,
+			    DIRTY_MSIZE, DMA_RW);
+	if (!r)
+		r = dirty_pages(c->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
+	for (int i = 0; !r && i < NMAP_DIRTY * 2; i++)
+		r = trm_result(c, mdev_send(c, TRM_OP_DMA_WRITE,
+					    IOVA_BASE + dirty_bit(i / 2, i % 2) * SZ_4K, 0,
+					    "written", 8), 0);
+	c->avail0 = iommu_dma_avail(c->container);
+	return r;
+}
+
+/* Whether dbm holds exactly the pages dma_rw wrote. */
+static bool dbm_as_written(void)
+{
+	for (size_t b = 0; b < NMAP_DIRTY * NPAGES_DIRTY; b++) {
+		bool want = false;
+
+		for (int i = 0; i < NMAP_DIRTY * 2; i++)
+			want |= b == dirty_bit(i / 2, i % 2);
+		if (want != (bool)(dbm[b / 64] >> (b % 64) & 1))
+			return false;
+	}
+	return true;
+}
+
+static long call_get_bitmap_emu(struct fctx *c)
+{
+	memset(dbm, 0, sizeof(dbm));
+	return dirty_get_bitmap(c->container, IOVA_BASE, NMAP_DIRTY * DIRTY_MSIZE, SZ_4K,
+				sizeof(dbm), dbm);
+}
+
+static long call_unmap_dirty_emu(struct fctx *c)
+{
+	memset(dbm, 0, sizeof(dbm));
+	return dma_unmap_bitmap(c->container, IOVA_BASE, NMAP_DIRTY * DIRTY_MSIZE, SZ_4K,
+				sizeof(dbm), dbm);
+}
+
+/* After a failure: every mapping still reports what was written (none was
+ * reported and started over). */
+static const char *check_records_kept(struct fctx *c)
+{
+	if (call_get_bitmap_emu(c))
+		return "GET_BITMAP after the failure failed";
+	return dbm_as_written() ? NULL : "failed call lost some mappings' dirty pages";
+}
+
+static const char *check_get_bitmap_emu(struct fctx *c, long r)
+{
+	if (r == 0)
+		return dbm_as_written() ? NULL : "bitmap is not the pages written";
+	/* A fault writing the bitmap may come after earlier mappings were
+	 * reported and started over, as in C. */
+	return r == -EFAULT ? NULL : check_records_kept(c);
+}
+
+static const char *check_unmap_dirty_emu(struct fctx *c, long r)
+{
+	long avail = iommu_dma_avail(c->container);
+
+	if (r == 0)
+		return avail != c->avail0 + NMAP_DIRTY ? "unmapped but mappings remain" :
+		       !dbm_as_written() ? "bitmap is not the pages written" : NULL;
+	/* As in C, a fault writing the bitmap (or the reply) may come after
+	 * earlier mappings were removed. */
+	if (r == -EFAULT)
+		return NULL;
+	if (avail != c->avail0)
+		return "failed unmap removed some mappings";
+	return check_records_kept(c);
+}
+
 /* --- the loop ------------------------------------------------------------ */
 
 struct fstats {
@@ -1170,6 +1268,20 @@ TEST_F_TIMEOUT(fault, emulated_dma_rw, 300)
 	fault_loop(_metadata, &self->c, &(struct fop){ .name = "emulated_dma_read",
 		.setup = setup_emu, .call = call_emu_read, .result = result_emu_rw,
 		.check = check_emu_read });
+}
+
+TEST_F_TIMEOUT(fault, emulated_dirty_bitmap_mappings, 300)
+{
+	ASSERT_EQ(0, mdev_create(&self->c)) TH_LOG("cannot create a test mdev");
+	self->c.len = NMAP_DIRTY * DIRTY_MSIZE;
+	self->c.buf = mmap_aligned(self->c.len, SZ_4K, PROT_READ | PROT_WRITE);
+	ASSERT_NE(NULL, self->c.buf);
+	fault_loop(_metadata, &self->c, &(struct fop){ .name = "emulated_get_bitmap_mappings",
+		.setup = setup_emu_dirty, .call = call_get_bitmap_emu,
+		.check = check_get_bitmap_emu });
+	fault_loop(_metadata, &self->c, &(struct fop){ .name = "emulated_unmap_bitmap_mappings",
+		.setup = setup_emu_dirty, .call = call_unmap_dirty_emu,
+		.check = check_unmap_dirty_emu });
 }
 
 TEST_F_TIMEOUT(fault, unmap_dma, 300)

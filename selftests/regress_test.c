@@ -4,14 +4,17 @@
  * with the C module (drivers/vfio/vfio_iommu_type1.c), each asserting what
  * the C module answers. Where the C module itself is wrong the expected
  * value is given per backend with BUG_C(c, rust) and the C bug explained.
- * The cases that need an emulated-IOMMU device are in emulated_test.c
- * (its tests named *_regress*).
+ * Most cases that need an emulated-IOMMU device are in emulated_test.c
+ * (its tests named *_regress*); those that also need a second thread are
+ * here (fixture regress_emu).
  *
  * Every test checks in its teardown that nothing stays pinned or accounted
  * and that the backend module is unreferenced.
  */
 #include "kselftest_harness.h"
 #include "fixture.h"
+
+#include <pthread.h>
 
 #define NPAGE		16
 #define ODD_PGSIZE	0x966d49e2a25dfa6fULL
@@ -225,6 +228,125 @@ TEST_F(regress, disable_hugepages_pfnmap)
 	EXPECT_EQ(self->bar_size, sz);
 	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, NPAGE * PG, 0, NULL));
 	EXPECT_EQ(pins, pins_outstanding());
+}
+
+
+/* ---- with the test mdev: a second thread meets the backend mid-unmap ---- */
+
+/* The test mdev's unmap gate (vfio_rs_test_mdev.c; not in fixture.h): the
+ * next .dma_unmap callback waits until GATE_OPEN, so a second thread can
+ * change the mappings while the backend waits with its lock dropped. */
+#define TRM_OP_GATE_ARM		6
+#define TRM_OP_GATE_WAIT	7	/* write(2) fails ETIMEDOUT after 10 s */
+#define TRM_OP_GATE_OPEN	8
+
+FIXTURE(regress_emu) {
+	struct trm_dev mdev;
+	int container;
+	int group;		/* the mdev's emulated group */
+	char *buf;		/* NPAGE pages */
+	struct leak_baseline base;
+};
+
+FIXTURE_SETUP(regress_emu)
+{
+	self->container = self->group = self->mdev.fd = -1;
+	self->mdev.uuid[0] = 0;
+	self->buf = NULL;
+	ASSERT_EQ(0, trm_load()) TH_LOG("cannot load mdev + %s", TRM_KO_DEFAULT);
+	backend_assert_idle(_metadata);
+	ASSERT_EQ(0, trm_create(&self->mdev));
+	leak_baseline_take(_metadata, &self->base);
+	self->buf = mmap_aligned(NPAGE * PG, PG, PROT_READ | PROT_WRITE);
+	ASSERT_NE(NULL, self->buf);
+	memset(self->buf, 0x3c, NPAGE * PG);
+	self->container = fixture_container(_metadata);
+	self->group = vfio_open_viable_group(self->mdev.group_id);
+	ASSERT_GE(self->group, 0) TH_LOG("mdev group %d", self->mdev.group_id);
+	fixture_join(_metadata, self->group, self->container);
+	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	ASSERT_GE(trm_open(&self->mdev, self->group), 0);
+}
+
+FIXTURE_TEARDOWN(regress_emu)
+{
+	close_fd(&self->mdev.fd);
+	close_fd(&self->group);
+	close_fd(&self->container);
+	if (self->buf)
+		munmap(self->buf, NPAGE * PG);
+	EXPECT_EQ(0, trm_remove(&self->mdev));
+	leak_check(_metadata, &self->base);
+}
+
+/* One mdev command from any thread (trm_send's buffer is not thread-safe);
+ * 0 or -errno of the write. */
+static int trm_cmd_mt(struct trm_dev *d, uint32_t op)
+{
+	struct trm_cmd c = { .op = op };
+
+	return pwrite(d->fd, &c, sizeof(c), d->region) == (ssize_t)sizeof(c) ? 0 : -errno;
+}
+
+struct bisect_arg {
+	FIXTURE_DATA(regress_emu) *self;
+	int wait, map;		/* GATE_WAIT's and MAP_DMA's results */
+};
+
+/* Waits for the unmap's .dma_unmap notice, maps [IOVA_BASE + 3 pages, +2
+ * pages) across the end of the unmap's range, then lets the notice go on. */
+static void *bisect_mid_unmap(void *p)
+{
+	struct bisect_arg *a = p;
+
+	a->wait = trm_cmd_mt(&a->self->mdev, TRM_OP_GATE_WAIT);
+	if (!a->wait)
+		a->map = dma_map(a->self->container, IOVA_BASE + 3 * PG, a->self->buf, 2 * PG,
+				 DMA_RW);
+	trm_cmd_mt(&a->self->mdev, TRM_OP_GATE_OPEN);
+	return NULL;
+}
+
+/*
+ * A v2 unmap of [IOVA_BASE, +4 pages) over A (page 0) and B (page 1, the
+ * device holds a pin): A is removed, then the device is told about B with
+ * the container lock dropped; meanwhile another thread maps C across the
+ * end of the range. vfio_dma_do_unmap() re-checks the range after the
+ * notice (`again:`), finds it bisects C and jumps to unlock with ret still
+ * 0 from the first pass: the ioctl succeeds and writes back unmap.size =
+ * the bytes of A. vfio-type1-rs answered -EINVAL and lost A's size.
+ * Deterministic: the test mdev holds the notice at a gate until C is in.
+ */
+TEST_F(regress_emu, unmap_recheck_fails_after_notice)
+{
+	struct bisect_arg a = { .self = self, .wait = -1, .map = -1 };
+	struct trm_result r;
+	pthread_t t;
+	uint64_t sz = 4 * PG;
+	long ret;
+
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, self->buf, PG, DMA_RW));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + PG, self->buf + PG, PG, DMA_RW));
+	ASSERT_EQ(0, trm_run(&self->mdev, TRM_OP_PIN, IOVA_BASE + PG, 1, TRM_PROT_READ, NULL, 0,
+			     &r));
+	ASSERT_EQ(1, r.ret);
+	ASSERT_EQ(0, trm_cmd_mt(&self->mdev, TRM_OP_GATE_ARM));
+	ASSERT_EQ(0, pthread_create(&t, NULL, bisect_mid_unmap, &a));
+	ret = dma_unmap(self->container, IOVA_BASE, 4 * PG, 0, &sz);
+	pthread_join(t, NULL);
+	ASSERT_EQ(0, a.wait) TH_LOG("the unmap sent no .dma_unmap notice");
+	ASSERT_EQ(0, a.map);
+
+	EXPECT_EQ(0, ret) TH_LOG("%s", strerror(-ret));
+	EXPECT_EQ(PG, sz);
+	/* The device unpinned B, which stays mapped; A is gone, C is in. */
+	ASSERT_EQ(0, trm_run(&self->mdev, TRM_OP_NOP, 0, 0, 0, NULL, 0, &r));
+	EXPECT_EQ(1, r.unmap_calls);
+	EXPECT_EQ(0, r.pinned);
+	EXPECT_EQ(0LL, dma_unmap_bytes(self->container, IOVA_BASE, PG, 0));
+	EXPECT_EQ((long long)PG, dma_unmap_bytes(self->container, IOVA_BASE + PG, PG, 0));
+	EXPECT_EQ((long long)(2 * PG),
+		  dma_unmap_bytes(self->container, IOVA_BASE + 3 * PG, 2 * PG, 0));
 }
 
 TEST_HARNESS_MAIN

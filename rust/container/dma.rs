@@ -115,7 +115,9 @@ impl Container {
 
     /// `VFIO_IOMMU_UNMAP_DMA`: returns the bytes unmapped (or invalidated).
     /// Emulated devices holding pins in the range are asked to drop them
-    /// (`dma_unmap`), outside the lock, until none is left.
+    /// (`dma_unmap`), outside the lock, until none is left. If the request
+    /// fails its checks after that (the mappings changed meanwhile), the
+    /// unmap ends there and returns the bytes unmapped so far, as C does.
     ///
     /// # Errors
     ///
@@ -127,7 +129,7 @@ impl Container {
         let mut total = 0u64;
         let mut last: Option<(u64, u32)> = None;
         loop {
-            let (iova, size) = match self.unmap_locked(req)? {
+            let (iova, size) = match self.unmap_locked(req, last.is_some())? {
                 UnmapStep::Done(bytes) => return Ok(total.saturating_add(bytes)),
                 UnmapStep::NotifyFirst { iova, size, bytes } => {
                     total = total.saturating_add(bytes);
@@ -152,10 +154,18 @@ impl Container {
 
     /// One pass of `unmap_dma` under the lock, in the C module's order: the
     /// covered mappings one by one, each reported (with a bitmap) and then
-    /// removed, up to one that devices hold pages of.
-    fn unmap_locked(&self, req: &UnmapRequest) -> Result<UnmapStep> {
+    /// removed, up to one that devices hold pages of. `again`: a pass after
+    /// a `dma_unmap` notice.
+    fn unmap_locked(&self, req: &UnmapRequest, again: bool) -> Result<UnmapStep> {
         let mut inner = self.inner.lock();
-        let range = inner.check_unmap(req, self.v2())?;
+        let range = match inner.check_unmap(req, self.v2()) {
+            Ok(range) => range,
+            // C re-checks (the v2 range) after a notice and, failing, ends
+            // with success and the earlier passes' bytes. Whatever else
+            // changed meanwhile (page size, tracking) ends it the same way.
+            Err(_) if again => return Ok(UnmapStep::Done(0)),
+            Err(e) => return Err(e),
+        };
         // Collected first, so that nothing changes if this allocation fails.
         let keys = inner.mappings.covered(&range, self.v2())?;
         let keys = keys.as_slice();

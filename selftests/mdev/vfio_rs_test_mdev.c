@@ -22,6 +22,7 @@
  * everything in a range it is told about, and the type1 backend BUG()s after
  * ten retries otherwise.
  */
+#include <linux/completion.h>
 #include <linux/device.h>
 #include <linux/highmem.h>
 #include <linux/mdev.h>
@@ -42,7 +43,16 @@ enum trm_op {
 	TRM_OP_DMA_READ = 3,	/* vfio_dma_rw(iova, len, write=false) -> res.data */
 	TRM_OP_DMA_WRITE = 4,	/* vfio_dma_rw(iova, len, write=true) <- cmd.data */
 	TRM_OP_RESET_COUNTERS = 5,
+	/* The unmap gate: lets a test change the mappings at a known point,
+	 * while the backend waits for a .dma_unmap (its lock dropped). Used
+	 * by regress_test.c, which defines these three itself. */
+	TRM_OP_GATE_ARM = 6,	/* the next .dma_unmap stops at the gate */
+	TRM_OP_GATE_WAIT = 7,	/* returns once one is there (ETIMEDOUT: 10 s) */
+	TRM_OP_GATE_OPEN = 8,	/* lets it go on (and disarms) */
 };
+
+/* A gated .dma_unmap goes on by itself after this, so no test can wedge. */
+#define TRM_GATE_TIMEOUT	(10 * HZ)
 
 #define TRM_DATA_MAX	8192	/* DMA_RW payload: two 4K pages */
 #define TRM_PEEK_BYTES	64	/* PIN: bytes of the first pinned page returned */
@@ -88,6 +98,10 @@ struct trm_state {
 	struct trm_pin *pins;	/* TRM_MAX_PINS slots, page == NULL: free */
 	unsigned int npins;
 	u64 unmap_calls, last_unmap_iova, last_unmap_len, unmap_unpinned;
+	/* The unmap gate, outside `lock`: GATE_WAIT blocks, and the gated
+	 * callback must not hold what GATE_OPEN takes. */
+	atomic_t gate_armed;
+	struct completion gate_reached, gate_open;
 	struct trm_result res;	/* result of the last command */
 	u8 cmdbuf[sizeof(struct trm_cmd) + TRM_DATA_MAX];
 };
@@ -202,6 +216,9 @@ static int trm_init_dev(struct vfio_device *vdev)
 	struct trm_state *s = to_trm(vdev);
 
 	mutex_init(&s->lock);
+	atomic_set(&s->gate_armed, 0);
+	init_completion(&s->gate_reached);
+	init_completion(&s->gate_open);
 	s->pins = kcalloc(TRM_MAX_PINS, sizeof(*s->pins), GFP_KERNEL);
 	return s->pins ? 0 : -ENOMEM;
 }
@@ -244,6 +261,10 @@ static void trm_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
 {
 	struct trm_state *s = to_trm(vdev);
 
+	if (atomic_cmpxchg(&s->gate_armed, 1, 0) == 1) {
+		complete(&s->gate_reached);
+		wait_for_completion_timeout(&s->gate_open, TRM_GATE_TIMEOUT);
+	}
 	mutex_lock(&s->lock);
 	s->unmap_calls++;
 	s->last_unmap_iova = iova;
@@ -327,15 +348,39 @@ static ssize_t trm_read(struct vfio_device *vdev, char __user *buf, size_t count
 	return ret;
 }
 
+/* The gate commands: 0 or -errno. Run without `lock` (GATE_WAIT blocks). */
+static int trm_gate(struct trm_state *s, u32 op)
+{
+	switch (op) {
+	case TRM_OP_GATE_ARM:
+		reinit_completion(&s->gate_reached);
+		reinit_completion(&s->gate_open);
+		atomic_set(&s->gate_armed, 1);
+		return 0;
+	case TRM_OP_GATE_WAIT:
+		return wait_for_completion_timeout(&s->gate_reached, TRM_GATE_TIMEOUT) ?
+		       0 : -ETIMEDOUT;
+	default:
+		atomic_set(&s->gate_armed, 0);
+		complete(&s->gate_open);
+		return 0;
+	}
+}
+
 static ssize_t trm_write(struct vfio_device *vdev, const char __user *buf, size_t count,
 			 loff_t *ppos)
 {
 	struct trm_state *s = to_trm(vdev);
 	struct trm_cmd *c = (struct trm_cmd *)s->cmdbuf;
 	ssize_t ret = count;
+	u32 op;
 
 	if (*ppos != 0 || count < sizeof(*c) || count > sizeof(s->cmdbuf))
 		return -EINVAL;
+	if (get_user(op, (const u32 __user *)buf))
+		return -EFAULT;
+	if (op >= TRM_OP_GATE_ARM && op <= TRM_OP_GATE_OPEN)
+		return trm_gate(s, op) ?: count;
 	mutex_lock(&s->lock);
 	if (copy_from_user(s->cmdbuf, buf, count)) {
 		ret = -EFAULT;
