@@ -51,12 +51,17 @@ void vfio_rs_unregister(void)
  * every task has passed one (where Tasks RCU is absent, the kernel is
  * either not preemptible, and plain RCU's grace period, every CPU having
  * scheduled, covers the same, or the window stays open: see
- * vfio_rs_retire_covers_preemption()). Dropping vfio core's reference one
- * grace period after release so waits for every such task to hold its own.
+ * vfio_rs_retire_covers_preemption()). Two grace periods, because vfio
+ * core clears container->iommu_data only after release returns: a task
+ * asleep when the first one scans may read the pointer after that scan,
+ * but not after the first period ends (it cannot end before the releasing
+ * task has passed a voluntary switch, after its store); the second waits
+ * for such a task. Then every reader holds its own reference.
  */
 struct vfio_rs_retire {
 	struct rcu_head rcu;
 	void *iommu_data;
+	bool second;	/* in its second grace period */
 };
 
 /* Containers not yet freed: module exit waits for the last one. */
@@ -76,6 +81,11 @@ static void vfio_rs_retired(struct rcu_head *rcu)
 {
 	struct vfio_rs_retire *r = container_of(rcu, struct vfio_rs_retire, rcu);
 
+	if (!r->second) {
+		r->second = true;
+		call_rcu_tasks(&r->rcu, vfio_rs_retired);
+		return;
+	}
 	vfio_rs_container_put(r->iommu_data);
 	kfree(r);
 }
@@ -97,19 +107,29 @@ void vfio_rs_live_dec(void)
 }
 
 /*
- * Module exit: every retired container's reference dropped, every
- * container freed (an ioctl may hold the last one), then one more grace
- * period for the instructions an ioctl runs after its last reference.
+ * Module exit: every retired container's reference dropped (two barriers:
+ * the first stage of a retirement queues the second), every container
+ * freed (an ioctl may hold the last one: say so if that takes long), then
+ * one more grace period for the instructions an ioctl runs after its last
+ * reference.
  */
 void vfio_rs_retire_drain(void)
 {
+	unsigned int waited = 0;
+
+	for (int stage = 0; stage < 2; stage++) {
 #ifdef CONFIG_TASKS_RCU
-	rcu_barrier_tasks();
+		rcu_barrier_tasks();
 #else
-	rcu_barrier();
+		rcu_barrier();
 #endif
-	while (atomic_read(&vfio_rs_live))
+	}
+	while (atomic_read(&vfio_rs_live)) {
+		if (++waited == 250)
+			pr_warn("vfio_iommu_type1_rs: unload waits for %d released containers still in use by an ioctl\n",
+				atomic_read(&vfio_rs_live));
 		msleep(20);
+	}
 	synchronize_rcu_tasks();
 }
 

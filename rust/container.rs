@@ -196,7 +196,7 @@ impl Container {
                 devices <- Devices::new(),
                 _live: Live::new(),
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )
     }
 
@@ -219,6 +219,8 @@ impl Container {
         inner.remove_all_mappings();
         let domains = core::mem::take(&mut inner.domains);
         let retire = inner.retire.take();
+        // Freed here, in process context, not with the container.
+        inner.batch = None;
         drop(inner);
         // Dropping a domain detaches its groups and frees it.
         drop(domains);

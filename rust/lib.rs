@@ -81,8 +81,9 @@ impl Drop for VfioType1Rs {
 ///
 /// # Safety
 ///
-/// `iommu_data` came from [`vfio_rs_open`] and [`vfio_rs_release`] has not
-/// been called for it yet.
+/// `iommu_data` came from [`vfio_rs_open`] and vfio core's reference to it
+/// has not been dropped yet (that happens two grace periods after
+/// [`vfio_rs_release`]: retire.rs).
 unsafe fn container<'a>(iommu_data: *mut c_void) -> ArcBorrow<'a, Container> {
     // SAFETY: by this function's contract, `iommu_data` is the foreign form
     // of an `Arc<Container>` that is still owned by vfio core.
@@ -113,7 +114,7 @@ extern "C" fn vfio_rs_open(arg: c_ulong) -> *mut c_void {
 #[no_mangle]
 unsafe extern "C" fn vfio_rs_release(iommu_data: *mut c_void) {
     // SAFETY: vfio core's reference is still there: it is dropped below,
-    // one grace period from now.
+    // two grace periods from now.
     let c = unsafe { container(iommu_data) };
     debugfs::unregister(&c);
     if let Some(retire) = c.release() {
@@ -122,8 +123,8 @@ unsafe extern "C" fn vfio_rs_release(iommu_data: *mut c_void) {
     }
 }
 
-/// Drops vfio core's reference to a released container, one Tasks RCU
-/// grace period after [`vfio_rs_release`] (c_shims/ops.c). Runs with
+/// Drops vfio core's reference to a released container, two Tasks RCU
+/// grace periods after [`vfio_rs_release`] (c_shims/ops.c). Runs with
 /// bottom halves off: the container was emptied by its release, so its
 /// drop only frees memory.
 ///
@@ -145,7 +146,7 @@ unsafe extern "C" fn vfio_rs_container_put(iommu_data: *mut c_void) {
 /// came from [`vfio_rs_open`]; `arg` is the user's ioctl argument (only
 /// ever used as a user address). vfio core (6.12 to 7.3, unpatched) does
 /// not keep [`vfio_rs_release`] from running during this call: its
-/// reference then outlives the release by a grace period (retire.rs).
+/// reference then outlives the release by two grace periods (retire.rs).
 #[no_mangle]
 unsafe extern "C" fn vfio_rs_ioctl(iommu_data: *mut c_void, cmd: c_uint, arg: c_ulong) -> c_long {
     // Our own reference first: a concurrent release may drop vfio core's.
@@ -153,9 +154,9 @@ unsafe extern "C" fn vfio_rs_ioctl(iommu_data: *mut c_void, cmd: c_uint, arg: c_
         None
     } else {
         // SAFETY: non-NULL `iommu_data` came from `vfio_rs_open`; vfio
-        // core's reference to it is dropped no sooner than a grace period
-        // after release, and this task has not slept since vfio core read
-        // it (retire.rs).
+        // core's reference to it is dropped two grace periods after
+        // release, and this task has not slept since vfio core read it
+        // (retire.rs).
         Some(unsafe { container(iommu_data) }.into())
     };
     match container::ioctl(c.as_deref(), cmd, arg) {

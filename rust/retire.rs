@@ -11,10 +11,12 @@
 //! 2. `release` tears the container down under its lock and marks it
 //!    released, after which a MAP answers `EINVAL` as vfio core does for a
 //!    container without a backend, so nothing is pinned again;
-//! 3. vfio core's own reference is dropped one Tasks RCU grace period after
-//!    `release` ([`Retire`]): a task that has read `iommu_data` in vfio
-//!    core but not yet taken its reference cannot have passed a voluntary
-//!    context switch, so by then it holds one (c_shims/ops.c).
+//! 3. vfio core's own reference is dropped two Tasks RCU grace periods
+//!    after `release` ([`Retire`]): a task that has read `iommu_data` in
+//!    vfio core but not yet taken its reference cannot have passed a
+//!    voluntary context switch, so by then it holds one; two, because vfio
+//!    core clears `iommu_data` only after `release` returns
+//!    (c_shims/ops.c).
 //!
 //! Module exit waits for every container to be freed ([`Live`]) and for
 //! one more grace period, for the instructions an ioctl runs after its
@@ -27,7 +29,7 @@ use kernel::prelude::*;
 
 use crate::bindings;
 
-/// vfio core's reference to a container, to be dropped one grace period
+/// vfio core's reference to a container, to be dropped two grace periods
 /// after `release`.
 ///
 /// # Invariants
@@ -51,7 +53,7 @@ impl Retire {
         NonNull::new(p).map(Self).ok_or(ENOMEM)
     }
 
-    /// Drops vfio core's reference `iommu_data` one grace period from now.
+    /// Drops vfio core's reference `iommu_data` two grace periods from now.
     ///
     /// # Safety
     ///
