@@ -13,12 +13,14 @@
 #   make study       the call chains below the backend, step by step, C vs ours
 #                    (ARCH=arm64 unless given: ARCH=x86_64, ARCH=all)
 #   make check-clients     QEMU passing an edu device to a nested guest, both backends
+#   make mutants     mutation testing of rust/: each mutant of scripts/mutants.list
+#                    must be killed by its tests (MUTANTS="id1 id2": a subset)
 
 ARCH ?= x86_64
 SHELL := /bin/bash
 SCRIPTS := $(CURDIR)/scripts
 
-.PHONY: all setup kernels module selftests check run bench fuzz kselftests-vfio check-clients check-matrix study clean
+.PHONY: all setup kernels module selftests check run bench fuzz kselftests-vfio check-clients check-matrix study mutants clean
 
 all: module
 
@@ -61,6 +63,10 @@ check-clients: setup
 
 check-matrix:
 	@$(SCRIPTS)/check-matrix
+
+# MUTANTS passes through the environment to scripts/mutants.
+mutants: setup
+	@MUTANTS="$(MUTANTS)" $(SCRIPTS)/mutants
 
 clean:
 	rm -rf out
