@@ -1123,7 +1123,10 @@ static void big_4k(struct __test_metadata *_metadata, struct fctx *c)
 	ASSERT_NE(NULL, c->buf);
 }
 
-TEST_F_TIMEOUT(fault, map_dma_4k, 300)
+/* 600 s: its fail_function sweep fails each of its GUP and iommu_map calls
+ * in turn (NPAGES_BIG pages, most of them a run of their own), which took
+ * over 300 s under KASAN and TCG while other VMs ran beside it. */
+TEST_F_TIMEOUT(fault, map_dma_4k, 600)
 {
 	big_4k(_metadata, &self->c);
 	fault_loop(_metadata, &self->c, &(struct fop){ .name = "map_dma_4k", .setup = setup_map,
