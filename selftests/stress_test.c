@@ -795,17 +795,21 @@ static bool c_dirty_oops(void)
 }
 
 /* Starts every worker (the toggler only if there is another group, the
- * dirty worker not on C: see c_dirty_oops) and arms the watchdog. */
+ * dirty worker not on C: see c_dirty_oops) and arms the watchdog. With
+ * last_group (last_group_race), the toggler takes the container's only
+ * group out and back, and no mdev or forker runs (nor does the mdev's
+ * notice make the C module's dirty reports oops). */
 static void start_workers(struct __test_metadata *_metadata, FIXTURE_DATA(stress) *self,
-			  double secs)
+			  double secs, bool last_group)
 {
 	add_worker(self, W_MAP0, "mapper0", mapper_step);
 	add_worker(self, W_MAP1, "mapper1", mapper_step);
 	add_worker(self, W_DIRTY, "dirty", dirty_step);
 	add_worker(self, W_INFO, "info+unmap_all", info_step);
-	add_worker(self, W_MDEV, "mdev", mdev_step);
-	add_worker(self, W_TOGGLE, "group_toggler", toggle_step);
-	add_worker(self, W_FORK, "forker", fork_step);
+	add_worker(self, W_MDEV, "mdev", last_group ? NULL : mdev_step);
+	add_worker(self, W_TOGGLE, last_group ? "last_group" : "group_toggler",
+		   last_group ? last_group_step : toggle_step);
+	add_worker(self, W_FORK, "forker", last_group ? NULL : fork_step);
 	S.nworkers = W_NR;
 	signal(SIGALRM, watchdog);
 	/* TCG, and the debug kernel's KASAN/lockdep, make single ioctls slow. */
@@ -814,7 +818,8 @@ static void start_workers(struct __test_metadata *_metadata, FIXTURE_DATA(stress
 		struct worker *w = &S.w[i];
 
 		ASSERT_TRUE(w->res && w->cmd);
-		if ((i == W_TOGGLE && !w->ngroups) || (i == W_DIRTY && c_dirty_oops())) {
+		if (!w->step || (i == W_TOGGLE && !last_group && !w->ngroups) ||
+		    (i == W_DIRTY && !last_group && c_dirty_oops())) {
 			atomic_store(&w->done, true);
 			continue;
 		}
@@ -957,7 +962,7 @@ static void run_ops(struct __test_metadata *_metadata, FIXTURE_DATA(stress) *sel
 	double secs = stress_seconds(), t0, elapsed;
 	uint64_t sz = 0;
 
-	start_workers(_metadata, self, secs);
+	start_workers(_metadata, self, secs, false);
 	t0 = now_seconds();
 	sleep_seconds(secs);
 	atomic_store(&S.stop_openers, true);
@@ -1007,7 +1012,7 @@ TEST_F_TIMEOUT(stress, close_while_busy, HARNESS_TIMEOUT)
 	double secs = stress_seconds() / 2;
 
 	S.sh->serialize_unmaps = true;
-	start_workers(_metadata, self, secs + 5);
+	start_workers(_metadata, self, secs + 5, false);
 	sleep_seconds(secs);
 	/* Nothing may open an fd from now on: a closed fd number must stay
 	 * closed so the workers see EBADF, not someone else's file. */
@@ -1064,25 +1069,7 @@ TEST_F_TIMEOUT(stress, last_group_race, HARNESS_TIMEOUT)
 	close_fd(&self->mdev_group);
 	S.group_a = self->group_a;
 	atomic_store(&S.last_group_leaves, true);
-	add_worker(self, W_MAP0, "mapper0", mapper_step);
-	add_worker(self, W_MAP1, "mapper1", mapper_step);
-	add_worker(self, W_DIRTY, "dirty", dirty_step);
-	add_worker(self, W_INFO, "info+unmap_all", info_step);
-	add_worker(self, W_TOGGLE, "last_group", last_group_step);
-	add_worker(self, W_MDEV, "mdev (off)", NULL);
-	add_worker(self, W_FORK, "forker (off)", NULL);
-	S.nworkers = W_NR;
-	signal(SIGALRM, watchdog);
-	alarm((unsigned int)(3 * secs) + 90);
-	for (int i = 0; i < W_NR; i++) {
-		struct worker *w = &S.w[i];
-
-		ASSERT_TRUE(w->res && w->cmd);
-		if (!w->step)
-			atomic_store(&w->done, true);
-		else
-			ASSERT_EQ(0, pthread_create(&w->tid, NULL, worker_main, w));
-	}
+	start_workers(_metadata, self, secs, true);
 	t0 = now_seconds();
 	sleep_seconds(secs);
 	atomic_store(&S.stop, true);
