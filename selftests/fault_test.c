@@ -1237,7 +1237,8 @@ TEST_F_TIMEOUT(fault, attach_second_group, 300)
 		.check = check_second_group });
 }
 
-TEST_F_TIMEOUT(fault, attach_pin_on_attach, 300)
+/* 600 s: the same sweep as map_dma_4k's, through the pin on attach. */
+TEST_F_TIMEOUT(fault, attach_pin_on_attach, 600)
 {
 	ASSERT_EQ(0, mdev_create(&self->c)) TH_LOG("cannot create a test mdev");
 	big_4k(_metadata, &self->c);
