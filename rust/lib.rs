@@ -153,10 +153,9 @@ unsafe extern "C" fn vfio_rs_ioctl(iommu_data: *mut c_void, cmd: c_uint, arg: c_
     let c: Option<Arc<Container>> = if iommu_data.is_null() {
         None
     } else {
-        // SAFETY: non-NULL `iommu_data` came from `vfio_rs_open`; vfio
-        // core's reference to it is dropped two grace periods after
-        // release, and this task has not slept since vfio core read it
-        // (retire.rs).
+        // SAFETY: from `vfio_rs_open`; vfio core's reference goes two grace
+        // periods after release, and this task has not slept since vfio
+        // core read it (retire.rs).
         Some(unsafe { container(iommu_data) }.into())
     };
     match container::ioctl(c.as_deref(), cmd, arg) {
