@@ -87,3 +87,35 @@ void vfio_rs_device_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
 {
 	vdev->ops->dma_unmap(vdev, iova, length);
 }
+
+/*
+ * The backend's list of registered devices, linked through the node vfio
+ * core keeps in each vfio_device for its IOMMU backend (iommu_entry, as the
+ * C module's device_list): registering allocates nothing, so cannot fail.
+ * The caller holds the list's lock.
+ *
+ * Why C: the list_head helpers are static inlines.
+ */
+void vfio_rs_device_list_init(struct list_head *head)
+{
+	INIT_LIST_HEAD(head);
+}
+
+void vfio_rs_device_list_add(struct list_head *head, struct vfio_device *vdev)
+{
+	list_add(&vdev->iommu_entry, head);
+}
+
+void vfio_rs_device_list_del(struct vfio_device *vdev)
+{
+	list_del_init(&vdev->iommu_entry);
+}
+
+/* The device after @vdev on the list (the first if @vdev is NULL), or NULL. */
+struct vfio_device *vfio_rs_device_list_next(struct list_head *head,
+					     struct vfio_device *vdev)
+{
+	struct list_head *next = vdev ? vdev->iommu_entry.next : head->next;
+
+	return next == head ? NULL : list_entry(next, struct vfio_device, iommu_entry);
+}

@@ -79,6 +79,11 @@ long vfio_rs_rw_mm(struct mm_struct *mm, unsigned long vaddr, void *data,
 bool vfio_rs_capable_ipc_lock(void);
 bool vfio_rs_device_has_dma_unmap(struct vfio_device *vdev);
 void vfio_rs_device_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length);
+void vfio_rs_device_list_init(struct list_head *head);
+void vfio_rs_device_list_add(struct list_head *head, struct vfio_device *vdev);
+void vfio_rs_device_list_del(struct vfio_device *vdev);
+struct vfio_device *vfio_rs_device_list_next(struct list_head *head,
+					     struct vfio_device *vdev);
 long vfio_rs_pfnmap_lookup(unsigned long vaddr, unsigned long npages,
 			   bool write, unsigned long *pfn);
 int vfio_rs_register(void);

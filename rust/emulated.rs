@@ -7,7 +7,9 @@
 //! Accounting follows the C module: while the container has an IOMMU
 //! domain every page of a mapping is pinned and charged already, so pages
 //! pinned for a device cost nothing more; without one, each such page is
-//! charged to the mapping's owner.
+//! charged to the mapping's owner. When the first domain comes or the last
+//! goes, the charge moves between the two without ever giving back what
+//! was not charged, and the limit applies only where C checks it.
 //!
 //! The registered devices and their `dma_unmap` notices are in
 //! `emulated/devices.rs` (see its lock order).
@@ -41,19 +43,25 @@ struct ExternalPin {
 ///
 /// # Invariants
 ///
-/// Each entry holds one pinned page; when `charged`, each entry is also one
-/// page of the owner's `locked_vm`.
+/// Each entry holds one pinned page. `own_charge` pages of the owner's
+/// `locked_vm` are this set's own: at most one per entry, and none unless
+/// `charged`. Each removed entry gives one back while any are left, so
+/// nothing is given back that was not charged.
 pub(crate) struct ExternalPins {
     pins: RBTree<u64, ExternalPin>,
+    /// No full pin pays for these pages: new ones are charged on their own.
     charged: bool,
+    own_charge: usize,
     writable: bool,
 }
 
 impl ExternalPins {
     pub(crate) fn new(charged: bool, writable: bool) -> Self {
+        // INVARIANT: no entries, nothing charged.
         Self {
             pins: RBTree::new(),
             charged,
+            own_charge: 0,
             writable,
         }
     }
@@ -72,21 +80,34 @@ impl ExternalPins {
         self.pins.keys().copied()
     }
 
-    /// Switches between charged (no IOMMU domain) and not charged (the
-    /// mapping's full pin pays for these pages).
-    pub(crate) fn set_charged(&mut self, owner: &Owner, charged: bool) {
-        if self.charged == charged {
-            return;
+    /// A full pin of the mapping is about to charge every page: give the
+    /// device-pinned pages' own charge back first, so that its limit check
+    /// sees what C's does (C charges only the pages no device pinned).
+    ///
+    /// # Errors
+    ///
+    /// `EINTR` (fatal signal); nothing changed then.
+    pub(crate) fn uncharge_for_full_pin(&mut self, owner: &Owner) -> Result {
+        owner.uncharge_pinned(self.own_charge)?;
+        // INVARIANT: given back; nothing is charged while not `charged`.
+        self.own_charge = 0;
+        self.charged = false;
+        Ok(())
+    }
+
+    /// No full pin pays for these pages any more (it goes, or failed):
+    /// charge them on their own again. Call before the full pin gives its
+    /// charge back; together that is C's one net change, never positive,
+    /// so the limit does not apply (it may have been lowered since).
+    pub(crate) fn charge_without_full_pin(&mut self, owner: &Owner) {
+        self.charged = true;
+        let n = self.count().saturating_sub(self.own_charge);
+        // A failure (mm without users, fatal signal) charges nothing:
+        // those pages are then given back by nobody.
+        if owner.charge_unchecked(n).is_ok() {
+            // INVARIANT: now at most one page per entry.
+            self.own_charge = self.own_charge.saturating_add(n);
         }
-        // A charge can exceed the limit here; the C module ignores that
-        // too (the pages are pinned already).
-        match charged {
-            true => {
-                let _ = owner.charge(self.count());
-            }
-            false => owner.uncharge(self.count()),
-        }
-        self.charged = charged;
     }
 
     /// Takes a reference on the page at `iova`, pinning it first if no
@@ -116,9 +137,10 @@ impl ExternalPins {
                 // Dropping `page` unpins it.
                 return Err(e);
             }
+            self.own_charge = self.own_charge.saturating_add(1);
         }
         let raw = page.page();
-        // INVARIANT: one pinned page, charged if `charged`.
+        // INVARIANT: one more entry, and at most one more page charged.
         self.pins
             .insert(slot.into_node(iova, ExternalPin { page, refs: 1 }));
         Ok(raw)
@@ -146,10 +168,13 @@ impl ExternalPins {
         }
     }
 
-    /// Unpins the page at `iova` (dropping its `PinnedPage`) and uncharges it.
+    /// Unpins the page at `iova` (dropping its `PinnedPage`) and gives back
+    /// a page of the own charge if any is left.
     fn remove(&mut self, iova: u64, owner: &Owner) {
-        if self.pins.remove(&iova).is_some() && self.charged {
+        if self.pins.remove(&iova).is_some() && self.own_charge > 0 {
             owner.uncharge(1);
+            // INVARIANT: one entry and one page of charge fewer.
+            self.own_charge = self.own_charge.saturating_sub(1);
         }
     }
 }

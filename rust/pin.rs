@@ -19,6 +19,7 @@ use crate::compat::{current_mm_and_leader, eoverflow, mm_raw, task_raw, MmRef, T
 use crate::runs::page_bytes;
 use crate::runs::PfnRun;
 use crate::runs::RunList;
+use crate::runs::MAX_RUN_PAGES;
 
 /// Who a mapping's memory belongs to: the process that created it, charged
 /// in its `locked_vm` for what is pinned (with the task and CAP_IPC_LOCK
@@ -70,20 +71,40 @@ impl Owner {
         self.acct(npages, true, false)
     }
 
+    /// Gives back, on the replay path, the charge of device-pinned pages a
+    /// full pin is about to charge again (C charges only the difference;
+    /// like its charge there, also when the mm has no users left).
+    ///
+    /// # Errors
+    ///
+    /// `EINTR` (fatal signal): nothing was given back.
+    pub(crate) fn uncharge_pinned(&self, npages: usize) -> Result {
+        self.acct(npages, false, false)
+    }
+
+    /// Charges `npages` pages even past RLIMIT_MEMLOCK: device-pinned pages
+    /// taking over from a full pin that goes, whose uncharge follows. C
+    /// applies the two as one net change, never positive, so no limit.
+    ///
+    /// # Errors
+    ///
+    /// `ESRCH` (the mm has no users left), `EINTR`: nothing was charged.
+    pub(crate) fn charge_unchecked(&self, npages: usize) -> Result {
+        self.acct_as(npages, true, true, true)
+    }
+
     fn acct(&self, npages: usize, charge: bool, async_: bool) -> Result {
+        self.acct_as(npages, charge, async_, self.lock_cap)
+    }
+
+    fn acct_as(&self, npages: usize, charge: bool, async_: bool, lock_cap: bool) -> Result {
         let n = c_long::try_from(npages).map_err(|_| ENOMEM)?;
         // `n >= 0`, so its negation cannot overflow.
         let n = if charge { n } else { n.wrapping_neg() };
         // SAFETY: `mm` and `task` are held by references (`mmgrab` and a
         // task reference), so both stay valid even after the process exits.
         let ret = unsafe {
-            bindings::vfio_rs_lock_acct(
-                mm_raw(&self.mm),
-                n,
-                task_raw(&self.task),
-                self.lock_cap,
-                async_,
-            )
+            bindings::vfio_rs_lock_acct(mm_raw(&self.mm), n, task_raw(&self.task), lock_cap, async_)
         };
         kernel::error::to_result(ret)
     }
@@ -229,6 +250,7 @@ impl PageBatch {
 /// Every page of every pinned run in `runs` and in `open` holds one pin
 /// taken by `fill`; `locked` pages are charged to `owner`. Both are given
 /// back once, by `drop`. `npages` counts the pages of `runs` and `open`.
+/// No run is longer than `MAX_RUN_PAGES`, so each is one record.
 pub(crate) struct PinnedPages {
     /// The completed runs, mapped already.
     runs: RunList,
@@ -378,8 +400,10 @@ impl PinnedPages {
 
     /// Appends the pinned `pages`, a stretch of `lens` pages at a time.
     /// Room for one run per stretch was reserved. Every page is recorded
-    /// even if mapping a completed run fails (then the first error is
-    /// returned).
+    /// (so that drop unpins it) even if mapping a completed run fails, but
+    /// nothing is mapped after that failure, as in the C module: a later
+    /// run would land at the failed run's IOVA. The first error is
+    /// returned.
     fn record(
         &mut self,
         pages: &[*mut bindings::page],
@@ -400,15 +424,24 @@ impl PinnedPages {
                 npages: usize::from(n),
                 pinned: true,
             };
-            result = result.and(self.push_pages(run, single_pages, map_run));
+            if result.is_ok() {
+                result = self.push_pages(run, single_pages, map_run);
+            } else {
+                // Recorded only; should even that fail, `close` gave the
+                // run's pins back.
+                let _ = self.push_pages(run, single_pages, &mut |_| Ok(()));
+            }
             i = i.saturating_add(usize::from(n));
         }
         result
     }
 
-    /// Adds `run` (pinned or not): it grows the open run when contiguous
-    /// with it, else the open run is complete (recorded and mapped) and
-    /// `run` becomes the open one. The pages count as ours either way.
+    /// Adds `run` (pinned or not, at most `MAX_RUN_PAGES` pages): it grows
+    /// the open run when contiguous with it and the sum stays within
+    /// `MAX_RUN_PAGES`, else the open run is complete (recorded and mapped)
+    /// and `run` becomes the open one. The pages count as ours either way.
+    /// The cap makes every completed run one record, which is all the room
+    /// the callers reserve.
     fn push_pages(
         &mut self,
         run: PfnRun,
@@ -419,7 +452,8 @@ impl PinnedPages {
         if let Some(open) = self.open.as_mut() {
             let contiguous =
                 open.pinned == run.pinned && open.pfn.checked_add(open.npages) == Some(run.pfn);
-            if !single_pages && contiguous {
+            let fits = open.npages.saturating_add(run.npages) <= MAX_RUN_PAGES;
+            if !single_pages && contiguous && fits {
                 open.npages = open.npages.saturating_add(run.npages);
                 return Ok(());
             }
@@ -453,9 +487,14 @@ impl PinnedPages {
         };
         match usize::try_from(n) {
             Ok(0) => Err(gup_err),
-            // One page at a time with `disable_hugepages`, as the C module.
+            // One page at a time with `disable_hugepages`, as the C module;
+            // at most one record's worth otherwise (the rest comes next).
             Ok(n) => {
-                let npages = if single_pages { 1 } else { n.min(left) };
+                let npages = if single_pages {
+                    1
+                } else {
+                    n.min(left).min(MAX_RUN_PAGES)
+                };
                 let run = PfnRun {
                     pfn: pfn as usize,
                     npages,

@@ -35,7 +35,7 @@ pub(crate) const INLINE_WORDS: usize = 3;
 const CHUNK_WORDS: usize = 512;
 
 /// Most pages one long-form run may hold (longer runs are split).
-const MAX_RUN_PAGES: usize = (1 << 30) - 1;
+pub(crate) const MAX_RUN_PAGES: usize = (1 << 30) - 1;
 
 /// The bytes of `npages` pages (saturating: no mapping comes near it).
 pub(crate) fn page_bytes(npages: usize) -> u64 {
@@ -71,6 +71,21 @@ impl PfnRun {
             }
         }
     }
+}
+
+/// `run` cut into runs of at most `MAX_RUN_PAGES` pages, in order.
+fn pieces(run: PfnRun) -> impl Iterator<Item = PfnRun> {
+    let mut left = run;
+    core::iter::from_fn(move || {
+        let n = left.npages.min(MAX_RUN_PAGES);
+        if n == 0 {
+            return None;
+        }
+        let piece = PfnRun { npages: n, ..left };
+        left.npages = left.npages.saturating_sub(n);
+        left.pfn = left.pfn.saturating_add(n);
+        Some(piece)
+    })
 }
 
 /// Runs in IOVA order, compactly encoded (see the file's comment).
@@ -146,25 +161,24 @@ impl RunList {
         let _ = self.chunks.shrink_to(used, GFP_KERNEL_ACCOUNT);
     }
 
-    /// Appends `run` (split into runs of at most `MAX_RUN_PAGES` pages).
-    /// Room was made by `reserve`; a run that does not fit is not recorded
-    /// and `false` is returned (the caller's invariants say it cannot be).
+    /// Appends `run` (split into runs of at most `MAX_RUN_PAGES` pages, each
+    /// counting as one for `reserve`). Room was made by `reserve`; if not
+    /// every piece fits, nothing is recorded and `false` is returned (the
+    /// caller's invariants say it cannot be), so that the caller, which
+    /// then gives the whole run back, never finds part of it here too.
     #[must_use]
     pub(crate) fn push(&mut self, run: PfnRun) -> bool {
-        let mut left = run;
-        while left.npages > 0 {
-            let n = left.npages.min(MAX_RUN_PAGES);
-            let (words, count) = PfnRun { npages: n, ..left }.encode();
-            if !self.has_room(count) {
-                return false;
-            }
+        let words = pieces(run).fold(0usize, |sum, p| sum.saturating_add(p.encode().1));
+        if !self.has_room(words) {
+            return false;
+        }
+        for piece in pieces(run) {
+            let (words, count) = piece.encode();
             for w in words.iter().take(count) {
                 self.put_word(*w);
             }
             self.nruns = self.nruns.saturating_add(1);
-            self.largest = self.largest.max(n);
-            left.npages = left.npages.saturating_sub(n);
-            left.pfn = left.pfn.saturating_add(n);
+            self.largest = self.largest.max(piece.npages);
         }
         true
     }
@@ -299,6 +313,26 @@ mod tests {
             ]
         );
         assert_eq!(l.largest(), MAX_RUN_PAGES);
+        Ok(())
+    }
+
+    #[test]
+    fn long_run_recorded_whole_or_not_at_all() -> Result {
+        // Room for one run (the inline words) but the run takes two: a
+        // first piece left behind would be unpinned twice by the caller.
+        let mut l = RunList::new();
+        assert!(!l.push(run(0x20, MAX_RUN_PAGES + 1, true)));
+        assert_eq!(l.count(), 0);
+        assert_eq!(l.iter().next(), None);
+        assert_eq!(l.largest(), 0);
+        // With room for both pieces it is recorded in two.
+        l.reserve(2)?;
+        assert!(l.push(run(0x20, MAX_RUN_PAGES + 1, true)));
+        assert_eq!(l.count(), 2);
+        let mut it = l.iter();
+        assert_eq!(it.next(), Some(run(0x20, MAX_RUN_PAGES, true)));
+        assert_eq!(it.next(), Some(run(0x20 + MAX_RUN_PAGES, 1, true)));
+        assert_eq!(it.next(), None);
         Ok(())
     }
 }

@@ -1008,4 +1008,287 @@ TEST_F(emu, replay_device_pins_rlimit_regress)
 	EXPECT_EQ(lck, vmlck_kb());
 }
 
+/* The kernel log from now on, for kmsg_splats(); -errno on failure. */
+static int kmsg_from_now(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+
+	if (fd < 0)
+		return -errno;
+	if (lseek(fd, 0, SEEK_END) < 0) {
+		close(fd);
+		return -errno;
+	}
+	return fd;
+}
+
+/* WARNING/BUG lines logged since kmsg_from_now() or the last call; logs
+ * them. */
+static int kmsg_splats(struct __test_metadata *_metadata, int fd)
+{
+	char rec[2048];
+	ssize_t len;
+	int n = 0;
+
+	for (;;) {
+		len = read(fd, rec, sizeof(rec) - 1);
+		if (len < 0 && errno == EPIPE)
+			continue;	/* overwritten records */
+		if (len <= 0)
+			return n;
+		rec[len] = 0;
+		rec[strcspn(rec, "\n")] = 0;
+		if (strstr(rec, "WARNING:") || strstr(rec, "BUG:")) {
+			n++;
+			TH_LOG("kernel: %s", strchr(rec, ';') ? strchr(rec, ';') + 1 : rec);
+		}
+	}
+}
+
+/* RLIMIT_MEMLOCK (soft and hard) set to bytes; 0 or -errno. */
+static int set_memlock(rlim_t bytes)
+{
+	struct rlimit rl = { .rlim_cur = bytes, .rlim_max = bytes };
+
+	return setrlimit(RLIMIT_MEMLOCK, &rl) ? -errno : 0;
+}
+
+/*
+ * R8. The last IOMMU-backed group leaves while the device holds 4 pages,
+ * RLIMIT_MEMLOCK lowered below locked_vm since the MAP:
+ * vfio_iommu_unmap_unpin_reaccount() applies one net change, the device's
+ * pages minus the mapping's (vfio_lock_acct(), never positive, so the
+ * limit cannot refuse it). locked_vm is then the 4 pages; a new device pin
+ * is refused (it is charged, over the limit), each unpin gives one back.
+ * vfio-type1-rs uncharged the mapping, then its charge of the 4 pages
+ * failed over the limit and was ignored: the unpins gave back pages never
+ * charged (locked_vm short, then below 0: __account_locked_vm() WARNs,
+ * once per boot, so VmLck is the check that always sees it).
+ */
+TEST_F(emu, detach_reaccount_over_rlimit_regress)
+{
+	long pins, lck, ps = page_size();
+	uint8_t *buf;
+	int kmsg;
+
+	add_edu_group(_metadata, self);
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	/* Before MAP_DMA: each mapping records capable(CAP_IPC_LOCK). */
+	ASSERT_EQ(0, drop_ipc_lock());
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 2 * ps, 4, TRM_PROT_READ, NULL));
+	EXPECT_EQ(lck + NPAGE_MAP * ps / 1024, vmlck_kb());
+	ASSERT_EQ(0, set_memlock(0));
+	kmsg = kmsg_from_now();
+	ASSERT_GE(kmsg, 0) TH_LOG("/dev/kmsg: %s", strerror(-kmsg));
+
+	ASSERT_EQ(0, xioctl(self->edu_group, VFIO_GROUP_UNSET_CONTAINER, 0));
+	EXPECT_EQ(pins + 4, pins_outstanding());
+	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
+	EXPECT_EQ(-ENOMEM, pin(_metadata, self, IOVA_BASE + 8 * ps, 1, TRM_PROT_READ, NULL));
+	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
+	ASSERT_EQ(2, unpin(_metadata, self, IOVA_BASE + 2 * ps, 2));
+	EXPECT_EQ(pins + 2, pins_outstanding());
+	EXPECT_EQ(lck + 2 * ps / 1024, vmlck_kb());
+
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+	EXPECT_EQ(2, counters(_metadata, self)->unmap_unpinned);
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+	EXPECT_EQ(0, kmsg_splats(_metadata, kmsg));
+	close(kmsg);
+}
+
+/*
+ * R9. An IOMMU-backed group joins an emulated-only container whose device
+ * holds 4 pages, RLIMIT_MEMLOCK lowered below locked_vm since: the replay
+ * pin (vfio_pin_pages_remote()) is over the limit and the join fails with
+ * -ENOMEM; locked_vm is as before, still the 4 device pages, and each
+ * unpin gives one back. vfio-type1-rs gave the 4 pages' charge back before
+ * pinning the mapping, and taking it again failed over the limit and was
+ * ignored: locked_vm short, then below 0 (the WARN of R8).
+ */
+TEST_F(emu, replay_fails_over_rlimit_keeps_device_charge_regress)
+{
+	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
+	long pins, lck, ps = page_size();
+	uint8_t *buf;
+	int kmsg;
+
+	ASSERT_NE(NULL, g);
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	ASSERT_EQ(0, drop_ipc_lock());
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	ASSERT_EQ(4, pin(_metadata, self, IOVA_BASE + 2 * ps, 4, TRM_PROT_READ, NULL));
+	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
+	ASSERT_EQ(0, set_memlock(0));
+	kmsg = kmsg_from_now();
+	ASSERT_GE(kmsg, 0) TH_LOG("/dev/kmsg: %s", strerror(-kmsg));
+
+	self->edu_group = vfio_open_viable_group(g->id);
+	ASSERT_GE(self->edu_group, 0);
+	EXPECT_EQ(-ENOMEM, xioctl(self->edu_group, VFIO_GROUP_SET_CONTAINER,
+				  (unsigned long)&self->container));
+	EXPECT_EQ(pins + 4, pins_outstanding());
+	EXPECT_EQ(lck + 4 * ps / 1024, vmlck_kb());
+	ASSERT_EQ(2, unpin(_metadata, self, IOVA_BASE + 2 * ps, 2));
+	EXPECT_EQ(pins + 2, pins_outstanding());
+	EXPECT_EQ(lck + 2 * ps / 1024, vmlck_kb());
+
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+	EXPECT_EQ(2, counters(_metadata, self)->unmap_unpinned);
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+	EXPECT_EQ(0, kmsg_splats(_metadata, kmsg));
+	close(kmsg);
+}
+
+/* --- fail-nth (debug kernel): every fault point of one call in turn ---- */
+
+#define DBGFS "/sys/kernel/debug"
+
+/* Fail GFP_KERNEL allocations too (what vfio core and the backends make),
+ * quietly; fi_restore() puts the old values back. */
+static struct {
+	const char *path, *value;
+	char old[32];
+	bool saved;
+} fi_knobs[] = {
+	{ .path = DBGFS "/failslab/ignore-gfp-wait", .value = "N" },
+	{ .path = DBGFS "/failslab/verbose", .value = "0" },
+	{ .path = DBGFS "/fail_page_alloc/ignore-gfp-wait", .value = "N" },
+	{ .path = DBGFS "/fail_page_alloc/verbose", .value = "0" },
+};
+
+/* Opens /proc/thread-self/fail-nth with the knobs set; -errno if there is
+ * no fault injection (a kernel other than the debug one). */
+static int fi_open(void)
+{
+	int fd;
+
+	if (access(DBGFS "/failslab", F_OK) || access(DBGFS "/fail_page_alloc", F_OK))
+		return -ENOENT;
+	fd = open("/proc/thread-self/fail-nth", O_RDWR);
+	if (fd < 0)
+		return -errno;
+	for (size_t i = 0; i < sizeof(fi_knobs) / sizeof(fi_knobs[0]); i++) {
+		FILE *f = fopen(fi_knobs[i].path, "r");
+
+		fi_knobs[i].saved = f && fscanf(f, "%31s", fi_knobs[i].old) == 1;
+		if (f)
+			fclose(f);
+		if (write_str(fi_knobs[i].path, fi_knobs[i].value)) {
+			close(fd);
+			return -EIO;
+		}
+	}
+	return fd;
+}
+
+static void fi_restore(int fd)
+{
+	for (size_t i = 0; i < sizeof(fi_knobs) / sizeof(fi_knobs[0]); i++)
+		if (fi_knobs[i].saved)
+			write_str(fi_knobs[i].path, fi_knobs[i].old);
+	close(fd);
+}
+
+/* Fails the n-th fault point this thread reaches from now on. */
+static bool fi_arm(int fd, int n)
+{
+	char b[16];
+	int len = snprintf(b, sizeof(b), "%d", n);
+
+	return pwrite(fd, b, len, 0) == len;
+}
+
+/* Disarms; true if the armed fault was injected. Reading back is a fault
+ * point itself while armed: a failed read means the count was still 1. */
+static bool fi_disarm(int fd)
+{
+	char b[16] = "";
+	ssize_t r = pread(fd, b, sizeof(b) - 1, 0);
+
+	for (int tries = 0; pwrite(fd, "0", 1, 0) != 1 && tries < 8; tries++)
+		;
+	return r > 0 && atoi(b) == 0;
+}
+
+/* A new container with the mdev's group, TYPE1v2, buf mapped (the old
+ * one closed: the device must be). */
+static void new_container_mapped(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
+				 uint8_t *buf)
+{
+	close_fd(&self->group);
+	close_fd(&self->container);
+	self->container = fixture_container(_metadata);
+	self->group = vfio_open_viable_group(self->mdev.group_id);
+	ASSERT_GE(self->group, 0);
+	fixture_join(_metadata, self->group, self->container);
+	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+}
+
+/* Opens the mdev with the n-th fault point of the open failed; the fd or
+ * -1, *injected if the fault was. */
+static int open_dev_nth_fault(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self,
+			      int fnth, int n, bool *injected)
+{
+	struct vfio_region_info reg = { .argsz = sizeof(reg), .index = 0 };
+	int fd;
+
+	ASSERT_TRUE(fi_arm(fnth, n));
+	fd = ioctl(self->group, VFIO_GROUP_GET_DEVICE_FD, self->mdev.uuid);
+	*injected = fi_disarm(fnth);
+	if (fd < 0) {
+		ASSERT_TRUE(*injected) TH_LOG("open failed without a fault: %m");
+		return -1;
+	}
+	self->mdev.fd = fd;
+	ASSERT_EQ(0, xioctl(fd, VFIO_DEVICE_GET_REGION_INFO, (unsigned long)&reg));
+	self->mdev.region = reg.offset;
+	return fd;
+}
+
+/*
+ * R10. Registering a device with its container cannot fail: vfio core's
+ * register_device callback returns nothing, and the C module only links
+ * the device's own list node (vfio_iommu_type1_register_device()). So an
+ * open of the device, each fault point of it failed in turn (fail-nth,
+ * debug kernel only; each in a new container), either fails or gives a
+ * device that can pin and is told of unmaps. vfio-type1-rs allocated room
+ * in its device list there and, when that failed, left the device out:
+ * the open succeeded, then pin_pages answered -EINVAL and unmaps went
+ * unnoticed.
+ */
+TEST_F(emu, device_open_fault_still_registers_regress)
+{
+	bool injected = true;
+	int fnth, n;
+	uint8_t *buf;
+
+	fnth = fi_open();
+	if (fnth < 0)
+		SKIP(return, "no fail-nth fault injection (debug kernel only)");
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	for (n = 1; injected && n < 1000; n++) {
+		new_container_mapped(_metadata, self, buf);
+		if (open_dev_nth_fault(_metadata, self, fnth, n, &injected) < 0)
+			continue;
+		EXPECT_EQ(1, pin(_metadata, self, IOVA_BASE, 1, TRM_PROT_READ, NULL))
+			TH_LOG("fault %d in the open", n);
+		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(), 0, NULL));
+		EXPECT_EQ(1, counters(_metadata, self)->unmap_calls) TH_LOG("fault %d in the open", n);
+		trm_close(&self->mdev);
+	}
+	EXPECT_FALSE(injected) TH_LOG("still faulting after %d fault points", n);
+	fi_restore(fnth);
+}
+
 TEST_HARNESS_MAIN

@@ -28,6 +28,9 @@
  * baseline. New WARNING/BUG/KASAN/lockdep lines in the kernel log are
  * reported with the operation and n that caused them.
  *
+ * map_dma_no_map_after_failure traces iommu_map() with kprobe events: a
+ * MAP_DMA makes no iommu_map() call after one failed.
+ *
  * The last test unloads the backend module (it must go: nothing may hold
  * it) and loads it again for the tests that follow.
  *
@@ -1067,6 +1070,131 @@ static void fault_loop(struct __test_metadata *_metadata, struct fctx *c,
 	munmap(c->scratch, SZ_4K);
 }
 
+/* --- no IOMMU work after a failed iommu_map ------------------------------- */
+
+/*
+ * kprobe events on iommu_map()'s entry and return (both backends call it
+ * once per run and domain), recorded in a tracing instance of their own,
+ * only for this process, on the global clock (the task may move between
+ * CPUs mid-call). A MAP_DMA must not call iommu_map() again once a call
+ * failed: a later run would be mapped at the failed run's IOVA.
+ */
+#define TRACEFS		"/sys/kernel/tracing"
+#define MT_GROUP	"vfio_fault_map"
+#define MT_INSTANCE	TRACEFS "/instances/" MT_GROUP
+
+static struct {
+	bool on;
+	unsigned int failed;	/* failed iommu_map() calls seen, all n */
+	unsigned int calls;	/* iommu_map() calls seen, all n */
+} mt;
+
+static int mt_kprobe(const char *line)
+{
+	return write_file_flags(TRACEFS "/kprobe_events", line, strlen(line), O_APPEND);
+}
+
+static void mt_clean(void)
+{
+	write_str(MT_INSTANCE "/events/" MT_GROUP "/enable", "0");
+	rmdir(MT_INSTANCE);
+	mt_kprobe("-:" MT_GROUP "/map_in\n");
+	mt_kprobe("-:" MT_GROUP "/map_out\n");
+	mt.on = false;
+}
+
+/* 0, or -errno with *what saying which step failed. */
+static int mt_setup(const char **what)
+{
+	char pid[16];
+	int r;
+
+	mt_clean();
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	*what = "kprobe_events (needs CONFIG_KPROBE_EVENTS, kretprobes)";
+	r = mt_kprobe("p:" MT_GROUP "/map_in iommu_map\n");
+	if (!r)
+		r = mt_kprobe("r:" MT_GROUP "/map_out iommu_map ret=$retval:s32\n");
+	if (r)
+		return r;
+	*what = MT_INSTANCE;
+	if (mkdir(MT_INSTANCE, 0755))
+		return -errno;
+	r = write_str(MT_INSTANCE "/buffer_size_kb", "4096");
+	if (!r)
+		r = write_str(MT_INSTANCE "/trace_clock", "global");
+	if (!r)
+		r = write_str(MT_INSTANCE "/set_event_pid", pid);
+	if (!r)
+		r = write_str(MT_INSTANCE "/events/" MT_GROUP "/enable", "1");
+	mt.on = !r;
+	return r;
+}
+
+/*
+ * Scans the calls since the buffer was last cleared: NULL, or why not. A
+ * lost event (buffer overrun) would hide a call: that fails too.
+ */
+static const char *mt_scan(void)
+{
+	char line[512];
+	bool failed = false;
+	const char *why = NULL;
+	FILE *f = fopen(MT_INSTANCE "/trace", "r");
+
+	if (!f)
+		return "cannot read the iommu_map trace";
+	while (fgets(line, sizeof(line), f)) {
+		const char *ret = strstr(line, " ret=");
+		unsigned long kept, written;
+
+		if (sscanf(line, "# entries-in-buffer/entries-written: %lu/%lu", &kept, &written) == 2 &&
+		    kept != written)
+			why = "iommu_map trace lost events";
+		if (strstr(line, " map_in: ")) {
+			mt.calls++;
+			if (failed)
+				why = "iommu_map() called again after an iommu_map() failed";
+		} else if (strstr(line, " map_out: ") && ret && atoi(ret + 5) != 0) {
+			failed = true;
+			mt.failed++;
+		}
+	}
+	fclose(f);
+	return why;
+}
+
+/* MAP_DMA as setup_map, from an empty trace. */
+static int setup_map_traced(struct fctx *c)
+{
+	int r = setup_map(c);
+
+	return r ? r : write_str(MT_INSTANCE "/trace", "");
+}
+
+static const char *check_map_traced(struct fctx *c, long r)
+{
+	const char *why = mt_scan();
+
+	return why ? why : check_map(c, r);
+}
+
+/* Faulted in odd pages first, then even ones: no two neighbours are
+ * physically adjacent, so a GUP batch holds many runs. */
+static void *anon_scattered(size_t len)
+{
+	char *p = mmap_aligned(len, SZ_4K, PROT_READ | PROT_WRITE);
+
+	if (!p)
+		return NULL;
+	madvise(p, len, MADV_NOHUGEPAGE);
+	for (size_t off = SZ_4K; off < len; off += 2 * SZ_4K)
+		p[off] = 1;
+	for (size_t off = 0; off < len; off += 2 * SZ_4K)
+		p[off] = 1;
+	return p;
+}
+
 /* --- the tests ----------------------------------------------------------- */
 
 FIXTURE(fault) {
@@ -1083,6 +1211,7 @@ FIXTURE_SETUP(fault)
 	self->c.container = self->c.group = self->c.group2 = -1;
 	self->c.mgroup = self->c.mdev.fd = -1;
 	self->c.old_nr_huge = -1;
+	self->c.old_disable_hp = -1;
 	if (!fault_injection_available())
 		SKIP(return, "no fault injection (needs the debug kernel: FAULT_INJECTION_DEBUG_FS, FAILSLAB, FAIL_PAGE_ALLOC, FAIL_FUNCTION)");
 	ASSERT_EQ(0, backend_refcnt()) TH_LOG("backend %s not loaded or in use", backend_module());
@@ -1104,6 +1233,10 @@ FIXTURE_TEARDOWN(fault)
 	trm_remove(&self->c.mdev);
 	if (self->c.old_nr_huge >= 0)
 		write_long(self->c.nr_huge_path, self->c.old_nr_huge);
+	if (self->c.old_disable_hp >= 0)
+		backend_param_write("disable_hugepages", self->c.old_disable_hp);
+	if (mt.on)
+		mt_clean();
 	close_fd(&fnth_fd);
 	close_fd(&kmsg_fd);
 	leak_check(_metadata, &self->base);
@@ -1186,6 +1319,42 @@ TEST_F_TIMEOUT(fault, map_dma_hugetlb, 300)
 	memset(c->buf, 0x33, c->len);
 	fault_loop(_metadata, c, &(struct fop){ .name = "map_dma_hugetlb", .setup = setup_map,
 		.call = call_map, .check = check_map });
+}
+
+/*
+ * MAP_DMA under fail-nth with iommu_map() traced: once a call failed, no
+ * other follows (the C module stops at the first failure). With
+ * disable_hugepages every page is a run of its own, so a GUP batch has
+ * runs after the failed one whatever the memory; then the same without,
+ * on scattered 4 KiB pages.
+ */
+TEST_F_TIMEOUT(fault, map_dma_no_map_after_failure, 300)
+{
+	struct fctx *c = &self->c;
+	const char *what = "";
+	int r = mt_setup(&what);
+
+	if (r) {
+		mt_clean();
+		SKIP(return, "cannot trace iommu_map: %s: %s", what, strerror(-r));
+	}
+	c->old_disable_hp = backend_param_read_bool("disable_hugepages");
+	ASSERT_LE(0, c->old_disable_hp);
+	c->len = NPAGES_BIG * SZ_4K;
+	c->buf = anon_scattered(c->len);
+	ASSERT_NE(NULL, c->buf);
+	c->scratch = anon_populated(SZ_4K);
+	ASSERT_NE(NULL, c->scratch);
+	for (int single = 1; single >= 0; single--) {
+		ASSERT_EQ(0, backend_param_write("disable_hugepages", single));
+		sweep(_metadata, c, &(struct fop){
+			.name = single ? "map_dma_single_pages" : "map_dma_scattered",
+			.setup = setup_map_traced, .call = call_map, .check = check_map_traced },
+		      SWEEP_FAIL_NTH);
+	}
+	munmap(c->scratch, SZ_4K);
+	ksft_print_msg("iommu_map: %u calls traced, %u failed\n", mt.calls, mt.failed);
+	EXPECT_GT(mt.failed, 0u) TH_LOG("no iommu_map() failed: nothing was checked");
 }
 
 TEST_F_TIMEOUT(fault, unmap_dma_dirty_bitmap, 300)

@@ -36,7 +36,7 @@ struct Window {
 /// Mappings replayed into a new domain: on drop, unless committed, the
 /// first `done` of them (in IOVA order) are unmapped from it again and,
 /// when they were pinned for it, unpinned (their device pins charged on
-/// their own again).
+/// their own again, first: see `charge_without_full_pin`).
 struct Replay<'a> {
     domain: &'a Domain,
     mappings: &'a mut Mappings,
@@ -57,8 +57,8 @@ impl Drop for Replay<'_> {
         for m in self.mappings.iter_mut().take(self.done) {
             domain.unmap_now(m.range.start(), m.size());
             if pinned_here {
+                m.external.charge_without_full_pin(&m.owner);
                 drop(m.pinned.take());
-                m.external.set_charged(&m.owner, true);
             }
         }
     }
@@ -321,9 +321,11 @@ impl ContainerInner {
     /// devices stay pinned and are now charged on their own.
     fn unpin_all_keep_external(&mut self) {
         self.unmap_all_from_domains();
+        // Net, as C's vfio_iommu_unmap_unpin_reaccount: the device pins
+        // take their charge before the full pin gives all of its back.
         for m in self.mappings.iter_mut() {
+            m.external.charge_without_full_pin(&m.owner);
             drop(m.pinned.take());
-            m.external.set_charged(&m.owner, true);
         }
     }
 }
@@ -336,19 +338,19 @@ impl ContainerInner {
 ///
 /// The pin's or the iommu driver's; `m` is then as it was.
 fn pin_into(domain: &Domain, m: &mut Mapping, batch: &mut PageBatch) -> Result {
-    // The device-pinned pages were charged on their own until now; the full
-    // pin charges them again, so give their charge back first (the C module
-    // never charges a device-pinned page twice) and take it again on failure.
+    // The full pin charges every page, and C only the pages no device has
+    // pinned: give the device pins' charge back first, and take it again
+    // (past the limit if need be: C's state is unchanged then) on failure.
     // As the C module, the caller's memory is pinned (the process attaching)
     // and the mapping's owner charged.
-    m.external.set_charged(&m.owner, false);
+    m.external.uncharge_for_full_pin(&m.owner)?;
     match pin_and_map_into(core::slice::from_ref(domain), m, batch) {
         Ok(pinned) => {
             m.pinned = Some(pinned);
             Ok(())
         }
         Err(e) => {
-            m.external.set_charged(&m.owner, true);
+            m.external.charge_without_full_pin(&m.owner);
             Err(e)
         }
     }

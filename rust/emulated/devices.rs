@@ -4,6 +4,11 @@
 //! they are told, through their `dma_unmap` callback, before a mapping
 //! they may hold pages of goes away.
 //!
+//! vfio core's `register_device` cannot report failure, so registering must
+//! not fail: as the C module, the list is linked through the node each
+//! `vfio_device` keeps for its IOMMU backend (`iommu_entry`), and nothing
+//! is allocated.
+//!
 //! Lock order: `Devices::list`, then the driver's own lock (its
 //! `dma_unmap` runs with `list` held and `Container::inner` released, and
 //! answers with `unpin_pages`), then `Container::inner`. Drivers call
@@ -16,43 +21,62 @@ use core::sync::atomic::Ordering;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::Mutex;
-
-#[cfg(not(vfio_rs_vec_ext))]
-use crate::compat::VecExt;
+use kernel::types::Opaque;
 
 use crate::bindings;
 
-/// A registered emulated device.
+/// A device being registered or unregistered.
 ///
 /// # Invariants
 ///
-/// `ptr` is a registered `vfio_device` whose ops have `dma_unmap`; vfio
-/// core unregisters it before freeing it.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// `ptr` is a valid `vfio_device` whose ops have `dma_unmap`; vfio core
+/// registers it with one container, unregisters it once, in that order,
+/// and frees it only after.
+#[derive(Clone, Copy)]
 pub(crate) struct DeviceRef {
     ptr: *mut bindings::vfio_device,
 }
-
-// SAFETY: a handle; vfio core keeps the device alive while registered.
-unsafe impl Send for DeviceRef {}
 
 impl DeviceRef {
     /// The device, if it has a `dma_unmap` callback (only those are told).
     ///
     /// # Safety
     ///
-    /// `ptr` is a valid `vfio_device` being registered with this container
-    /// and stays valid until unregistered.
+    /// `ptr` is a valid `vfio_device` that vfio core is registering with
+    /// this container or unregistering from it (it pairs the two) and that
+    /// stays valid until unregistered.
     pub(crate) unsafe fn new(ptr: *mut bindings::vfio_device) -> Option<Self> {
         // SAFETY: `ptr` is valid (caller's contract).
         let has = unsafe { bindings::vfio_rs_device_has_dma_unmap(ptr) };
         // INVARIANT: by the caller's contract, checked `dma_unmap`.
         has.then_some(Self { ptr })
     }
+}
 
-    fn dma_unmap(self, iova: u64, size: u64) {
-        // SAFETY: `ptr` is registered (type invariant).
-        unsafe { bindings::vfio_rs_device_dma_unmap(self.ptr, iova, size) };
+/// The head of the list of registered devices.
+///
+/// # Invariants
+///
+/// `head` is an initialised list head, changed only under the `Mutex` this
+/// lives in; the devices on it, linked by `iommu_entry`, are those with
+/// `dma_unmap` registered and not yet unregistered (hence valid).
+#[pin_data]
+struct DeviceList {
+    #[pin]
+    head: Opaque<bindings::list_head>,
+}
+
+// SAFETY: the list is only reached with its mutex held, from any thread;
+// the devices on it stay valid until unregistered (type invariant).
+unsafe impl Send for DeviceList {}
+
+impl DeviceList {
+    fn new() -> impl PinInit<Self> {
+        // INVARIANT: initialised empty.
+        pin_init!(Self {
+            // SAFETY: `h` is the uninitialised head, valid for writes.
+            head <- Opaque::ffi_init(|h| unsafe { bindings::vfio_rs_device_list_init(h) }),
+        })
     }
 }
 
@@ -64,31 +88,35 @@ impl DeviceRef {
 #[pin_data]
 pub(crate) struct Devices {
     #[pin]
-    list: Mutex<KVec<DeviceRef>>,
+    list: Mutex<DeviceList>,
     count: AtomicUsize,
 }
 
 impl Devices {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            list <- new_mutex!(KVec::new(), "Devices::list"),
+            list <- new_mutex!(DeviceList::new(), "Devices::list"),
             count: AtomicUsize::new(0),
         })
     }
 
-    /// Adds `dev`. On allocation failure it is only not told about unmaps
-    /// (the C module's list cannot fail; nothing here can report it).
+    /// Adds `dev`. Cannot fail: its list node is its own.
     pub(crate) fn register(&self, dev: DeviceRef) {
-        let mut list = self.list.lock();
-        if list.push(dev, GFP_KERNEL).is_ok() {
-            self.count.store(list.len(), Ordering::Relaxed);
-        }
+        let list = self.list.lock();
+        // SAFETY: `head` is initialised and locked; `dev` is valid and not
+        // on a list, vfio core registering it once (type invariants).
+        unsafe { bindings::vfio_rs_device_list_add(list.head.get(), dev.ptr) };
+        // INVARIANT: one more, under the lock.
+        self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn unregister(&self, dev: DeviceRef) {
-        let mut list = self.list.lock();
-        list.retain(|d| *d != dev);
-        self.count.store(list.len(), Ordering::Relaxed);
+        let _list = self.list.lock();
+        // SAFETY: `dev` was registered here, and is unregistered once
+        // (type invariant); the list is locked.
+        unsafe { bindings::vfio_rs_device_list_del(dev.ptr) };
+        // INVARIANT: one fewer, under the lock.
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// How many devices are registered, without waiting for `list`.
@@ -101,8 +129,16 @@ impl Devices {
     /// `unpin_pages`.
     pub(crate) fn notify_unmap(&self, iova: u64, size: u64) {
         let list = self.list.lock();
-        for d in list.iter() {
-            d.dma_unmap(iova, size);
+        let mut dev = core::ptr::null_mut();
+        loop {
+            // SAFETY: the list is initialised and locked, so `dev` (null or
+            // on it) stays on it: unregistering waits for the lock.
+            dev = unsafe { bindings::vfio_rs_device_list_next(list.head.get(), dev) };
+            if dev.is_null() {
+                return;
+            }
+            // SAFETY: on the list, so registered, valid, with `dma_unmap`.
+            unsafe { bindings::vfio_rs_device_dma_unmap(dev, iova, size) };
         }
     }
 }
