@@ -222,8 +222,55 @@ static inline int backend_load(void)
 #include <sys/utsname.h>
 
 #define SZ_4K  0x1000UL
+#define SZ_64K 0x10000UL
 #define SZ_2M  0x200000UL
 #define SZ_1G  0x40000000UL
+
+/* The kernel's base page size: 4 KiB, or 16 or 64 KiB on arm64 kernels
+ * built so (arm64 servers). Every size, alignment, count and bitmap
+ * granule in the suite that is about pages comes from it (PG); SZ_4K is
+ * only ever a size that is not a page. */
+static inline uint64_t page_size_bytes(void)
+{
+	static uint64_t pg;
+
+	if (!pg)
+		pg = (uint64_t)sysconf(_SC_PAGESIZE);
+	return pg;
+}
+
+/* Pages of [0, bytes), rounded up. */
+static inline uint64_t pages_of(uint64_t bytes)
+{
+	return (bytes + page_size_bytes() - 1) / page_size_bytes();
+}
+
+/* The THP (PMD) size the kernel reports: 2 MiB with 4 KiB pages, 32 MiB
+ * with 16 KiB, 512 MiB with 64 KiB; 0 if THP is not built in. */
+static inline uint64_t thp_size(void)
+{
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", "r");
+	unsigned long long v = 0;
+
+	if (f) {
+		if (fscanf(f, "%llu", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v;
+}
+
+/* Whether the kernel offers hugetlb pages of size bytes (a
+ * /sys/kernel/mm/hugepages/hugepages-<kB>kB directory): 2 MiB exists with
+ * 4 KiB pages (PMD) and with 64 KiB pages (contiguous PTEs). */
+static inline bool hugetlb_size_offered(uint64_t size)
+{
+	char path[96];
+
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/hugepages-%llukB",
+		 (unsigned long long)(size >> 10));
+	return access(path, F_OK) == 0;
+}
 
 /* Flush the per-cpu vmstat deltas into the global counters, so that
  * /proc/vmstat is exact (root only; ignored if sysctl is missing). */
@@ -561,7 +608,8 @@ static inline void *mmap_aligned(size_t size, size_t align, int prot)
  * dma_mask. */
 #define IOVA_BASE	0x10000000ULL
 #define IOVA_1G		0x40000000ULL
-#define PG		SZ_4K
+/* One base page (page_size_bytes()): not a constant expression. */
+#define PG		page_size_bytes()
 
 #ifndef MAP_HUGE_2MB
 #define MAP_HUGE_2MB (21 << 26)

@@ -102,12 +102,13 @@ static bool stalled_map_start(struct __test_metadata *_metadata, struct stalled_
 /* Fills every page, which wakes the MAP; waits for it and returns its result. */
 static long stalled_map_resolve(struct __test_metadata *_metadata, struct stalled_map *m)
 {
-	static uint8_t src[NPAGE * PG] __attribute__((aligned(1 << 16)));	/* any page size */
+	/* Room and alignment for any page size up to 64 KiB. */
+	static uint8_t src[NPAGE * SZ_64K] __attribute__((aligned(SZ_64K)));
 	struct uffdio_copy copy = {
 		.dst = (unsigned long)m->buf, .src = (unsigned long)src, .len = NPAGE * PG,
 	};
 
-	memset(src, 0x6b, sizeof(src));
+	memset(src, 0x6b, NPAGE * PG);
 	EXPECT_EQ(0, ioctl(m->uffd, UFFDIO_COPY, &copy)) TH_LOG("UFFDIO_COPY: %m");
 	pthread_join(m->tid, NULL);
 	close(m->uffd);
@@ -320,7 +321,7 @@ TEST_F(race, map_argument_stalled_across_release)
 	struct vfio_iommu_type1_dma_map want = {
 		.argsz = sizeof(want), .flags = DMA_RW, .iova = IOVA_BASE, .size = PG,
 	};
-	static uint8_t src[PG] __attribute__((aligned(1 << 16)));	/* any page size */
+	static uint8_t src[SZ_64K] __attribute__((aligned(SZ_64K)));	/* any page size */
 	struct map_arg_thread t = { .container = self->container };
 	struct unset_arg u = { .group = self->group, .ret = 1 };
 	struct uffdio_copy copy = { .src = (unsigned long)src, .len = PG };
