@@ -12,7 +12,8 @@
  * dirty, on every GET_BITMAP and on every dirty-bitmap unmap.
  *
  * The bitmap is written one 64-bit word at a time, per mapping: a mapping
- * starting at bit b of the bitmap (b = (dma->iova - base iova) / 4K) writes
+ * starting at bit b of the bitmap (b = (dma->iova - base iova) / PG, the
+ * bitmap's pgsize being the IOMMU's smallest page: the base page) writes
  * the words b/64 .. (b + npages - 1)/64 whole. If b % 64 != 0 the word b/64
  * is first read back from the user and OR'ed in (so bits below b that an
  * earlier mapping wrote, or that the user left set, survive); if b % 64 == 0
@@ -41,7 +42,7 @@
  * both: BUG_C(c, rust) (fixture.h) is the value each backend must report.
  */
 
-#define BUF_PAGES	512		/* 2M of anonymous memory per test */
+#define BUF_PAGES	512		/* of anonymous memory per test (2M at 4K) */
 #define BM_WORDS	8
 #define PATTERN		0xa5a5a5a5a5a5a5a5ULL
 #define DIRTY_MINSZ	8		/* offsetofend(vfio_iommu_type1_dirty_bitmap, flags) */
@@ -154,7 +155,8 @@ static long get_bitmap_full(int c, uint32_t argsz, uint64_t iova, uint64_t size,
 	return xioctl(c, VFIO_IOMMU_DIRTY_PAGES, (unsigned long)&a);
 }
 
-/* GET_BITMAP of [iova, iova + size) at 4K into data (bmsize bytes). */
+/* GET_BITMAP of [iova, iova + size) at the page size into data (bmsize
+ * bytes). */
 static long get_bitmap(int c, uint64_t iova, uint64_t size, uint64_t bmsize, void *data)
 {
 	return get_bitmap_full(c, sizeof(struct dirty_get_arg), iova, size, PG, bmsize, data);
@@ -185,7 +187,7 @@ static long unmap_bitmap(int c, uint64_t iova, uint64_t size, uint64_t bmsize, v
 				 data, unmapped);
 }
 
-/* Maps npages of buf starting at page vpage at IOVA_BASE + page * 4K. */
+/* Maps npages of buf starting at page vpage at IOVA_BASE + page * PG. */
 #define MAP_PAGES(page, npages, vpage) \
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + (uint64_t)(page) * PG, \
 			     self->buf + (size_t)(vpage) * PG, (uint64_t)(npages) * PG, DMA_RW))
@@ -216,6 +218,14 @@ static uint64_t bits(unsigned int lo, unsigned int hi)
 	uint64_t m = hi == 64 ? ~0ULL : (1ULL << hi) - 1;
 
 	return m & ~((1ULL << lo) - 1);
+}
+
+/* A power of two below the page size, for the bad-pgsize lists: 4K where
+ * the page is larger (a 4 KiB bitmap granule is refused on a 64 KiB
+ * kernel: the IOMMU's smallest page is 64K), a quarter page otherwise. */
+static uint64_t sub_page(void)
+{
+	return PG > SZ_4K ? SZ_4K : PG / 4;
 }
 
 /* ---- START / STOP ------------------------------------------------------- */
@@ -309,7 +319,7 @@ TEST_F(dirty, get_bitmap_not_started)
 	EXPECT_EQ(-EINVAL, get_bitmap(self->container, IOVA_BASE, 16 * PG, 8, self->bm));
 	EXPECT_BM(self->bm, 0, 0);
 	/* No mapping at all and not started: still EINVAL. */
-	EXPECT_EQ(-EINVAL, get_bitmap(self->container, IOVA_BASE + 0x100000, 16 * PG, 8,
+	EXPECT_EQ(-EINVAL, get_bitmap(self->container, IOVA_BASE + 256 * PG, 16 * PG, 8,
 				      self->bm));
 }
 
@@ -317,7 +327,8 @@ TEST_F(dirty, get_bitmap_args)
 {
 	const uint64_t sz = 16 * PG;
 	const uint32_t full = sizeof(struct dirty_get_arg);
-	const uint64_t bad[] = { 0, 1, 512, 2048, 0x3000, 8192, 65536, SZ_2M, SZ_1G };
+	const uint64_t bad[] = { 0, 1, 512, 2048, 3 * PG, 2 * PG, 16 * PG, SZ_2M, SZ_1G,
+				 sub_page() };
 	uint64_t *big;
 	int c = self->container;
 
@@ -335,7 +346,7 @@ TEST_F(dirty, get_bitmap_args)
 	EXPECT_EQ(-E_WRAP, get_bitmap(c, ~0ULL & ~(PG - 1), 2 * PG, 8, self->bm));
 	/* bitmap.data not a user address (access_ok) */
 	EXPECT_EQ(-EINVAL, get_bitmap(c, IOVA_BASE, sz, 8, KERNEL_PTR));
-	/* pgsize other than the IOMMU's smallest (4K) */
+	/* pgsize other than the IOMMU's smallest (the page size) */
 	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		EXPECT_EQ(-EINVAL, get_bitmap_full(c, full, IOVA_BASE, sz, bad[i],
 						   sizeof(self->bm), self->bm))
@@ -367,13 +378,13 @@ TEST_F(dirty, get_bitmap_args)
 	EXPECT_BM(self->bm, PATTERN);
 
 	/* A range with no mapping in it: 0, nothing written. */
-	EXPECT_EQ(0, get_bitmap(c, IOVA_BASE + 0x100000, sz, 8, self->bm));
+	EXPECT_EQ(0, get_bitmap(c, IOVA_BASE + 256 * PG, sz, 8, self->bm));
 	EXPECT_EQ(0, get_bitmap(c, IOVA_BASE + sz, sz, 8, self->bm));
 	EXPECT_EQ(0, get_bitmap(c, IOVA_BASE - sz, sz, 8, self->bm));
-	EXPECT_EQ(0, get_bitmap(c, IOVA_BASE + 0x100000, sz, 8, NULL));
+	EXPECT_EQ(0, get_bitmap(c, IOVA_BASE + 256 * PG, sz, 8, NULL));
 	EXPECT_BM(self->bm, PATTERN);
 	/* access_ok() is checked even when there is nothing to write */
-	EXPECT_EQ(-EINVAL, get_bitmap(c, IOVA_BASE + 0x100000, sz, 8, KERNEL_PTR));
+	EXPECT_EQ(-EINVAL, get_bitmap(c, IOVA_BASE + 256 * PG, sz, 8, KERNEL_PTR));
 
 	/* Exactly enough, and the maximum bitmap.size (only the words of
 	 * the mappings are touched). */
@@ -413,7 +424,7 @@ TEST_F(dirty, get_bitmap_check_order)
 	MAP_PAGES(0, 16, 0);
 	/* Not started */
 	EXPECT_EQ(-E_WRAP, get_bitmap(c, top, 2 * PG, 8, self->bm));
-	EXPECT_EQ(-E_WRAP, get_bitmap_full(c, sizeof(*a), top, 2 * PG, 8192, 8, self->bm));
+	EXPECT_EQ(-E_WRAP, get_bitmap_full(c, sizeof(*a), top, 2 * PG, 2 * PG, 8, self->bm));
 	EXPECT_EQ(-E_WRAP, get_bitmap(c, top, 2 * PG, 0, KERNEL_PTR));
 	EXPECT_EQ(-E_WRAP, get_bitmap(c, top + 8, 2 * PG, 8, self->bm));
 	/* the range struct behind the header is unreadable */
@@ -664,7 +675,7 @@ TEST_F(dirty, unmap_bitmap_args)
 	const uint64_t sz = 16 * PG;
 	const uint32_t full = sizeof(struct unmap_bitmap_arg);
 	const uint32_t F = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP;
-	const uint64_t bad[] = { 0, 1, 2048, 0x3000, 8192, 65536, SZ_2M };
+	const uint64_t bad[] = { 0, 1, 2048, 3 * PG, 2 * PG, 16 * PG, SZ_2M, sub_page() };
 	struct vfio_iommu_type1_dma_unmap *a = (void *)(self->guard + PG - UNMAP_MINSZ);
 	int c = self->container;
 	uint64_t u;
@@ -701,7 +712,7 @@ TEST_F(dirty, unmap_bitmap_args)
 	/* size 0 (npages 0) and less than a page */
 	EXPECT_EQ(-EINVAL, unmap_bitmap(c, IOVA_BASE, 0, 8, self->bm, &u));
 	EXPECT_EQ(-EINVAL, unmap_bitmap(c, IOVA_BASE, 0x800, 8, self->bm, &u));
-	/* pgsize other than 4K */
+	/* pgsize other than the page size */
 	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		EXPECT_EQ(-EINVAL, unmap_bitmap_full(c, full, F, IOVA_BASE, sz, bad[i],
 						     sizeof(self->bm), self->bm, &u))
@@ -726,7 +737,7 @@ TEST_F(dirty, unmap_bitmap_args)
 	/* Nothing was written and the mapping is still there. */
 	EXPECT_BM(self->bm, PATTERN);
 	/* A range without mappings: 0, size 0, nothing written. */
-	EXPECT_EQ(0, unmap_bitmap(c, IOVA_BASE + 0x100000, sz, 8, self->bm, &u));
+	EXPECT_EQ(0, unmap_bitmap(c, IOVA_BASE + 256 * PG, sz, 8, self->bm, &u));
 	EXPECT_EQ(0ULL, u);
 	EXPECT_BM(self->bm, PATTERN);
 	/* exact */

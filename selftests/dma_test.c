@@ -149,18 +149,21 @@ static void write_must_fault(struct __test_metadata *_metadata, FIXTURE_DATA(dma
 	print_faults(_metadata, &self->kw);
 }
 
-/* Transfers in different 4K pages, across a page boundary, at odd offsets
- * and ending exactly at the end of the mapping. */
-static const struct { size_t src, dst; uint32_t len, devoff; } cases[] = {
-	{ 0x0, 0x1000, 2048, 0 },
-	{ 0x5c00, 0x7e00, 2048, 0x400 },		/* dst crosses 0x8000 */
-	{ 0x12345, 0x1ff001, 100, 0xf00 },
-	{ BUF_SIZE - 0x1000 - 2048, BUF_SIZE - 2048, 2048, 0x100 },
-};
+/* Transfers in different pages, across a page boundary, at odd offsets
+ * and ending exactly at the end of the mapping. Offsets are in pages (PG)
+ * plus sub-page parts, so that they mean the same for any page size. */
+struct xfer { size_t src, dst; uint32_t len, devoff; };
 
 static void round_trips(struct __test_metadata *_metadata, struct edu *e, uint8_t *buf,
 			uint64_t iova)
 {
+	const struct xfer cases[] = {
+		{ 0x0, PG, 2048, 0 },
+		{ 5 * PG + 0xc00, 8 * PG - 0x200, 2048, 0x400 },	/* dst crosses 8 * PG */
+		{ 0x12 * PG + 0x345, BUF_SIZE - PG + 1, 100, 0xf00 },
+		{ BUF_SIZE - PG - 2048, BUF_SIZE - 2048, 2048, 0x100 },
+	};
+
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		round_trip(_metadata, e, buf, iova, cases[i].src, cases[i].dst,
 			   cases[i].len, cases[i].devoff);
@@ -174,7 +177,7 @@ TEST_F_TIMEOUT(dma, round_trip, 60)
 	MAP(self->buf[0], IOVA_A, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
 	/* The leak check measures something: the mapping pinned and
 	 * accounted every page. */
-	EXPECT_EQ(self->base.pins + (long)(BUF_SIZE / 4096), pins_outstanding());
+	EXPECT_EQ(self->base.pins + (long)(BUF_SIZE / PG), pins_outstanding());
 	EXPECT_EQ(self->base.vmlck + (long)(BUF_SIZE / 1024), vmlck_kb());
 	OPEN_DEV(0, self->group[0], g->dev[0]);
 	ASSERT_EQ(0, kmsg_watch_begin(&self->kw));
@@ -195,17 +198,17 @@ TEST_F_TIMEOUT(dma, replay, 60)
 	ATTACH(1, g2, 0);
 	OPEN_DEV(1, self->group[1], g2->dev[0]);
 	ASSERT_EQ(0, kmsg_watch_begin(&self->kw));
-	round_trip(_metadata, &self->dev[1], self->buf[0], IOVA_A, 0x0, 0x1000, 2048, 0);
+	round_trip(_metadata, &self->dev[1], self->buf[0], IOVA_A, 0x0, PG, 2048, 0);
 	round_trip(_metadata, &self->dev[1], self->buf[0], IOVA_A,
-		   BUF_SIZE - 0x1000 - 2048, BUF_SIZE - 2048, 2048, 0x100);
+		   BUF_SIZE - PG - 2048, BUF_SIZE - 2048, 2048, 0x100);
 	/* The first group's device still reaches it. */
 	OPEN_DEV(0, self->group[0], g1->dev[0]);
-	round_trip(_metadata, &self->dev[0], self->buf[0], IOVA_A, 0x3000, 0x4000, 1024, 0x200);
+	round_trip(_metadata, &self->dev[0], self->buf[0], IOVA_A, 3 * PG, 4 * PG, 1024, 0x200);
 	EXPECT_NO_FAULTS();
 
 	ASSERT_EQ((long long)BUF_SIZE, dma_unmap_bytes(self->container, IOVA_A, BUF_SIZE, 0));
-	write_must_fault(_metadata, self, &self->dev[1], self->buf[0], IOVA_A + 0x1000,
-			 0x1000, 0, FAULT_LEN);
+	write_must_fault(_metadata, self, &self->dev[1], self->buf[0], IOVA_A + PG,
+			 PG, 0, FAULT_LEN);
 }
 
 /* Two devices of one group DMA through one mapping, each with its own
@@ -221,19 +224,19 @@ TEST_F_TIMEOUT(dma, multi_device_group, 60)
 	OPEN_DEV(1, self->group[0], g->dev[1]);
 	ASSERT_EQ(0, kmsg_watch_begin(&self->kw));
 
-	fill_pattern(b + 0x0000, 2048, 1);
-	fill_pattern(b + 0x1000, 2048, 2);
-	memset(b + 0x2000, 0, 0x2000);
-	TO_DEV(&self->dev[0], IOVA_A + 0x0000, 0, 2048);
-	TO_DEV(&self->dev[1], IOVA_A + 0x1000, 0, 2048);
-	FROM_DEV(&self->dev[0], IOVA_A + 0x2000, 0, 2048);
-	FROM_DEV(&self->dev[1], IOVA_A + 0x3000, 0, 2048);
-	EXPECT_EQ(0, memcmp(b + 0x0000, b + 0x2000, 2048)) TH_LOG("%s", g->dev[0]);
-	EXPECT_EQ(0, memcmp(b + 0x1000, b + 0x3000, 2048)) TH_LOG("%s", g->dev[1]);
-	EXPECT_NE(0, memcmp(b + 0x2000, b + 0x3000, 2048));
+	fill_pattern(b + 0, 2048, 1);
+	fill_pattern(b + PG, 2048, 2);
+	memset(b + 2 * PG, 0, 2 * PG);
+	TO_DEV(&self->dev[0], IOVA_A + 0, 0, 2048);
+	TO_DEV(&self->dev[1], IOVA_A + PG, 0, 2048);
+	FROM_DEV(&self->dev[0], IOVA_A + 2 * PG, 0, 2048);
+	FROM_DEV(&self->dev[1], IOVA_A + 3 * PG, 0, 2048);
+	EXPECT_EQ(0, memcmp(b + 0, b + 2 * PG, 2048)) TH_LOG("%s", g->dev[0]);
+	EXPECT_EQ(0, memcmp(b + PG, b + 3 * PG, 2048)) TH_LOG("%s", g->dev[1]);
+	EXPECT_NE(0, memcmp(b + 2 * PG, b + 3 * PG, 2048));
 
 	round_trip(_metadata, &self->dev[1], b, IOVA_A,
-		   BUF_SIZE - 0x1000 - 2048, BUF_SIZE - 2048, 2048, 0x100);
+		   BUF_SIZE - PG - 2048, BUF_SIZE - 2048, 2048, 0x100);
 	EXPECT_NO_FAULTS();
 }
 
@@ -255,16 +258,16 @@ TEST_F_TIMEOUT(dma, read_only_mapping, 60)
 	OPEN_DEV(0, self->group[0], g->dev[0]);
 
 	/* Writing it does not work: load other data into edu, write it to ro. */
-	fill_pattern(rw + 0x2000, 2048, 8);
-	TO_DEV(&self->dev[0], IOVA_B + 0x2000, 0, 2048);
-	write_must_fault(_metadata, self, &self->dev[0], ro, IOVA_A + 0x3000, 0x3000, 0, FAULT_LEN);
+	fill_pattern(rw + 2 * PG, 2048, 8);
+	TO_DEV(&self->dev[0], IOVA_B + 2 * PG, 0, 2048);
+	write_must_fault(_metadata, self, &self->dev[0], ro, IOVA_A + 3 * PG, 3 * PG, 0, FAULT_LEN);
 
 	/* Reading it works: ro -> edu -> rw. */
 	kmsg_watch_end(&self->kw);
 	ASSERT_EQ(0, kmsg_watch_begin(&self->kw));
-	TO_DEV(&self->dev[0], IOVA_A + 0x3000, 0x100, 2048);
-	FROM_DEV(&self->dev[0], IOVA_B + 0x1000, 0x100, 2048);
-	EXPECT_EQ(0, memcmp(ro + 0x3000, rw + 0x1000, 2048));
+	TO_DEV(&self->dev[0], IOVA_A + 3 * PG, 0x100, 2048);
+	FROM_DEV(&self->dev[0], IOVA_B + PG, 0x100, 2048);
+	EXPECT_EQ(0, memcmp(ro + 3 * PG, rw + PG, 2048));
 	EXPECT_NO_FAULTS();
 }
 
@@ -277,9 +280,9 @@ TEST_F_TIMEOUT(dma, v1_round_trip, 60)
 	MAP(self->buf[0], IOVA_A, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
 	OPEN_DEV(0, self->group[0], g->dev[0]);
 	ASSERT_EQ(0, kmsg_watch_begin(&self->kw));
-	round_trip(_metadata, &self->dev[0], self->buf[0], IOVA_A, 0x0, 0x1000, 2048, 0);
+	round_trip(_metadata, &self->dev[0], self->buf[0], IOVA_A, 0x0, PG, 2048, 0);
 	round_trip(_metadata, &self->dev[0], self->buf[0], IOVA_A,
-		   BUF_SIZE - 0x1000 - 2048, BUF_SIZE - 2048, 2048, 0x100);
+		   BUF_SIZE - PG - 2048, BUF_SIZE - 2048, 2048, 0x100);
 	EXPECT_NO_FAULTS();
 }
 
@@ -327,7 +330,7 @@ TEST_F_TIMEOUT(dma, vaddr_live_update, 60)
 	EXPECT_EQ(-EINVAL, xioctl(self->container, VFIO_IOMMU_MAP_DMA, (unsigned long)&m));
 
 	ASSERT_EQ(0, kmsg_watch_begin(&self->kw));
-	round_trip(_metadata, &self->dev[0], b, IOVA_A, 0x0, 0x2000, 1024, 0);
+	round_trip(_metadata, &self->dev[0], b, IOVA_A, 0x0, 2 * PG, 1024, 0);
 	EXPECT_NO_FAULTS();
 	edu_close(&self->dev[0]);
 	ASSERT_EQ((long long)BUF_SIZE, dma_unmap_bytes(self->container, IOVA_A, BUF_SIZE, 0));
@@ -348,12 +351,12 @@ TEST_F_TIMEOUT(dma, after_unmap_faults, 60)
 	MAP(other, IOVA_B, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
 	OPEN_DEV(0, self->group[0], g->dev[0]);
 	ASSERT_EQ(0, kmsg_watch_begin(&self->kw));
-	round_trip(_metadata, &self->dev[0], b, IOVA_A, 0x0, 0x1000, 2048, 0);
+	round_trip(_metadata, &self->dev[0], b, IOVA_A, 0x0, PG, 2048, 0);
 	EXPECT_NO_FAULTS();
 
 	ASSERT_EQ((long long)BUF_SIZE, dma_unmap_bytes(self->container, IOVA_A, BUF_SIZE, 0));
-	memset(b + 0x1000, 0x5a, 2048);
-	write_must_fault(_metadata, self, &self->dev[0], b, IOVA_A + 0x1000, 0x1000, 0, FAULT_LEN);
+	memset(b + PG, 0x5a, 2048);
+	write_must_fault(_metadata, self, &self->dev[0], b, IOVA_A + PG, PG, 0, FAULT_LEN);
 
 	/* A read of the unmapped IOVA does not deliver b's contents to edu. */
 	fill_pattern(b, 2048, 9);
@@ -368,9 +371,9 @@ TEST_F_TIMEOUT(dma, after_unmap_faults, 60)
 	EXPECT_TRUE(kmsg_watch_names_iova(&self->kw, IOVA_A))
 		TH_LOG("no fault line names iova %#llx", IOVA_A);
 	print_faults(_metadata, &self->kw);
-	memset(other + 0x1000, 0, 2048);
-	FROM_DEV(&self->dev[0], IOVA_B + 0x1000, 0, 2048);
-	memcpy(edu_data, other + 0x1000, sizeof(edu_data));
+	memset(other + PG, 0, 2048);
+	FROM_DEV(&self->dev[0], IOVA_B + PG, 0, 2048);
+	memcpy(edu_data, other + PG, sizeof(edu_data));
 	EXPECT_NE(0, memcmp(edu_data, b, FAULT_LEN)) TH_LOG("read of an unmapped IOVA got RAM data");
 	/* The rest of edu's buffer still holds what it had. */
 	EXPECT_EQ(0, memcmp(edu_data + FAULT_LEN, other + FAULT_LEN, 2048 - FAULT_LEN));
@@ -391,25 +394,25 @@ TEST_F_TIMEOUT(dma, unmap_all_then_fault, 60)
 	/* a -> edu -> b and b -> edu -> a */
 	fill_pattern(a, 2048, 11);
 	TO_DEV(&self->dev[0], IOVA_A, 0, 2048);
-	FROM_DEV(&self->dev[0], IOVA_B + 0x3000, 0, 2048);
-	EXPECT_EQ(0, memcmp(a, b + 0x3000, 2048));
+	FROM_DEV(&self->dev[0], IOVA_B + 3 * PG, 0, 2048);
+	EXPECT_EQ(0, memcmp(a, b + 3 * PG, 2048));
 	fill_pattern(b, 2048, 12);
 	TO_DEV(&self->dev[0], IOVA_B, 0, 2048);
-	FROM_DEV(&self->dev[0], IOVA_A + 0x3000, 0, 2048);
-	EXPECT_EQ(0, memcmp(b, a + 0x3000, 2048));
+	FROM_DEV(&self->dev[0], IOVA_A + 3 * PG, 0, 2048);
+	EXPECT_EQ(0, memcmp(b, a + 3 * PG, 2048));
 	EXPECT_NO_FAULTS();
 
 	ASSERT_EQ((long long)(2 * BUF_SIZE), dma_unmap_bytes(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL));
-	write_must_fault(_metadata, self, &self->dev[0], a, IOVA_A + 0x3000, 0x3000, 0, FAULT_LEN);
-	memset(b + 0x3000, 0x77, FAULT_LEN);
+	write_must_fault(_metadata, self, &self->dev[0], a, IOVA_A + 3 * PG, 3 * PG, 0, FAULT_LEN);
+	memset(b + 3 * PG, 0x77, FAULT_LEN);
 	iommu_fault_ratelimit(false);
-	FROM_DEV(&self->dev[0], IOVA_B + 0x3000, 0, FAULT_LEN);	/* faults too */
+	FROM_DEV(&self->dev[0], IOVA_B + 3 * PG, 0, FAULT_LEN);	/* faults too */
 	for (int i = 0; i < FAULT_LEN; i++)
-		ASSERT_EQ(0x77, b[0x3000 + i]) TH_LOG("DMA to unmapped IOVA_B reached memory");
+		ASSERT_EQ(0x77, b[3 * PG + i]) TH_LOG("DMA to unmapped IOVA_B reached memory");
 
 	/* Nothing is left mapped: the same ranges map again and work. */
 	MAP(a, IOVA_A, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
-	round_trip(_metadata, &self->dev[0], a, IOVA_A, 0x0, 0x1000, 2048, 0);
+	round_trip(_metadata, &self->dev[0], a, IOVA_A, 0x0, PG, 2048, 0);
 }
 
 TEST_HARNESS_MAIN

@@ -50,7 +50,7 @@ TEST_F(pfnmap, map_bar_without_pinning)
 	ASSERT_EQ(0, dma_map(self->container, IOVA_1G, self->bar, self->bar_size, DMA_RW));
 	EXPECT_EQ(pins, pins_outstanding());
 	EXPECT_EQ(vmlck, vmlck_kb());
-	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_1G, self->bar, 0x1000,
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_1G, self->bar, PG,
 				   VFIO_DMA_MAP_FLAG_READ));
 	uint64_t unmapped = 0;
 
@@ -66,27 +66,27 @@ TEST_F(pfnmap, readonly_bar_refuses_write)
 	void *ro;
 
 	ASSERT_EQ(0, xioctl(self->device, VFIO_DEVICE_GET_REGION_INFO, (unsigned long)&reg));
-	ro = mmap(NULL, 0x1000, PROT_READ, MAP_SHARED, self->device, reg.offset);
+	ro = mmap(NULL, PG, PROT_READ, MAP_SHARED, self->device, reg.offset);
 	ASSERT_NE(MAP_FAILED, ro);
-	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_1G, ro, 0x1000, DMA_RW));
-	EXPECT_EQ(0, dma_map(self->container, IOVA_1G, ro, 0x1000, VFIO_DMA_MAP_FLAG_READ));
-	EXPECT_EQ(0, dma_unmap(self->container, IOVA_1G, 0x1000, 0, &unmapped));
-	EXPECT_EQ(0x1000UL, unmapped);
-	munmap(ro, 0x1000);
+	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_1G, ro, PG, DMA_RW));
+	EXPECT_EQ(0, dma_map(self->container, IOVA_1G, ro, PG, VFIO_DMA_MAP_FLAG_READ));
+	EXPECT_EQ(0, dma_unmap(self->container, IOVA_1G, PG, 0, &unmapped));
+	EXPECT_EQ(PG, unmapped);
+	munmap(ro, PG);
 }
 
 /* A hole after the first page: the pin error, and the first page unpinned again. */
 TEST_F(pfnmap, hole_in_range_fails_cleanly)
 {
 	long r;
-	char *area = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *area = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	ASSERT_NE(MAP_FAILED, area);
-	munmap(area + 0x1000, 0x1000);
-	memset(area, 1, 0x1000);
-	r = dma_map(self->container, IOVA_1G, area, 0x2000, DMA_RW);
+	munmap(area + PG, PG);
+	memset(area, 1, PG);
+	r = dma_map(self->container, IOVA_1G, area, 2 * PG, DMA_RW);
 	EXPECT_EQ(-EFAULT, r);
-	munmap(area, 0x1000);
+	munmap(area, PG);
 }
 
 TEST_HARNESS_MAIN

@@ -162,14 +162,14 @@ TEST_F_TIMEOUT(replay, into_domain_that_could_not_merge, 120)
 	ASSERT_EQ(0, edu_open(&self->dev[0], self->group[0], ga->dev[0])) TH_LOG("%s", self->dev[0].err);
 	ASSERT_EQ(0, edu_open(&self->dev[1], self->group[1], gb->dev[0])) TH_LOG("%s", self->dev[1].err);
 	ASSERT_EQ(0, kmsg_watch_begin(&self->kw));
-	round_trip(_metadata, self, &self->dev[1], 0x3000, 0x1ff000, 2048);
-	round_trip(_metadata, self, &self->dev[0], 0x5000, 0x100800, 2048);
+	round_trip(_metadata, self, &self->dev[1], 3 * PG, BUF_SIZE - PG, 2048);
+	round_trip(_metadata, self, &self->dev[0], 5 * PG, BUF_SIZE / 2 + PG / 2, 2048);
 	EXPECT_EQ(0, kmsg_watch_faults(&self->kw, 100)) TH_LOG("IOMMU faults during the round trips");
 
 	ASSERT_EQ((long long)BUF_SIZE, dma_unmap_bytes(self->container, IOVA_A, BUF_SIZE, 0));
 	EXPECT_EQ(pins, pins_outstanding());
-	write_must_fault(_metadata, self, &self->dev[1], 0x3000);
-	write_must_fault(_metadata, self, &self->dev[0], 0x5000);
+	write_must_fault(_metadata, self, &self->dev[1], 3 * PG);
+	write_must_fault(_metadata, self, &self->dev[0], 5 * PG);
 }
 
 /*
@@ -197,7 +197,7 @@ TEST_F_TIMEOUT(replay, new_domain_attach_fails, 120)
 	EXPECT_EQ(1, view_domains());
 	EXPECT_EQ(pins + (long)(BUF_SIZE / PG), pins_outstanding());
 	ASSERT_EQ(0, edu_open(&self->dev[0], self->group[0], ga->dev[0])) TH_LOG("%s", self->dev[0].err);
-	round_trip(_metadata, self, &self->dev[0], 0x3000, 0x1ff000, 2048);
+	round_trip(_metadata, self, &self->dev[0], 3 * PG, BUF_SIZE - PG, 2048);
 	ASSERT_EQ((long long)BUF_SIZE, dma_unmap_bytes(self->container, IOVA_A, BUF_SIZE, 0));
 	EXPECT_EQ(pins, pins_outstanding()) TH_LOG("pins left after UNMAP_DMA");
 	EXPECT_EQ(lck, vmlck_kb());

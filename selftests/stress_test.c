@@ -391,7 +391,8 @@ static bool mdev_step(struct worker *w)
 			note(w->id, OP_UNPIN, -ERANGE, iova, r);	/* never allowed */
 	} else {
 		iova += rnd(w) % S.pgsz;
-		len = 1 + rnd(w) % (2 * S.pgsz);
+		/* up to two pages, as far as one driver command holds */
+		len = 1 + rnd(w) % (2 * S.pgsz < TRM_DATA_MAX ? 2 * S.pgsz : TRM_DATA_MAX);
 		if (k < 8)
 			r = RUN(w, OP_DMA_WRITE, trm(w, S.mdev_dev, TRM_OP_DMA_WRITE, iova, 0, len),
 				iova, len);

@@ -54,7 +54,7 @@ enum trm_op {
 /* A gated .dma_unmap goes on by itself after this, so no test can wedge. */
 #define TRM_GATE_TIMEOUT	(10 * HZ)
 
-#define TRM_DATA_MAX	8192	/* DMA_RW payload: two 4K pages */
+#define TRM_DATA_MAX	8192	/* DMA_RW payload (two pages at 4K, less than one at 64K) */
 #define TRM_PEEK_BYTES	64	/* PIN: bytes of the first pinned page returned */
 
 struct trm_cmd {
