@@ -320,8 +320,9 @@ TEST_F(emu, pin_unpin)
 TEST_F(emu, dma_rw)
 {
 	long pins, lck, ps = page_size();
-	/* One driver command moves at most TRM_DATA_MAX bytes: a page and
-	 * two with 4 KiB pages, part of one with 64 KiB. */
+	/* One driver command moves at most TRM_DATA_MAX (8 KiB) bytes: the
+	 * transfers below are a page and two pages at 4 KiB, and half of
+	 * that limit and the limit where a page is larger. */
 	long xfer = ps < TRM_DATA_MAX / 2 ? ps : TRM_DATA_MAX / 2;
 	uint64_t end = IOVA_BASE + map_size();
 	static uint8_t pat[TRM_DATA_MAX];
