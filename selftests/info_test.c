@@ -122,8 +122,8 @@ TEST_F(info, get_info_before_set_iommu)
 	EXPECT_EQ(sizeof(buf), ((struct vfio_iommu_type1_info *)buf)->argsz);
 	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
 	EXPECT_EQ(-EINVAL, iommu_get_info(self->container, buf, sizeof(buf)));
-	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW));
-	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_4K, 0, &sz));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, PG, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, PG, 0, &sz));
 	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
 	EXPECT_EQ(0, iommu_get_info(self->container, buf, sizeof(buf)));
 	/* Unknown container ioctls reach the backend, which says ENOTTY. */
@@ -183,7 +183,7 @@ TEST_F(info, argsz_minsz_only)
 	ASSERT_EQ(0, xioctl(self->container, VFIO_IOMMU_GET_INFO, (unsigned long)&b));
 	EXPECT_EQ(need, b.info.argsz);
 	EXPECT_EQ(INFO_FLAGS, b.info.flags);
-	EXPECT_EQ(SZ_4K, b.info.iova_pgsizes & -b.info.iova_pgsizes);
+	EXPECT_EQ(PG, b.info.iova_pgsizes & -b.info.iova_pgsizes);
 	EXPECT_EQ(0xa5a5a5a5u, b.info.cap_offset);
 	EXPECT_EQ(0xa5a5a5a5u, b.info.pad);
 	for (unsigned int i = 0; i < sizeof(b.tail); i++)
@@ -238,23 +238,33 @@ TEST_F(info, pgsizes)
 {
 	char buf[4096];
 	struct vfio_iommu_type1_info *info = (void *)buf;
+	/* The block sizes of a page table whose granule is the page: one
+	 * level up maps PG / 8 pages (2M with 4K pages, 512M with 64K), two
+	 * levels up (PG / 8)^2 pages (1G with 4K pages). */
+	uint64_t pmd = PG * (PG / 8), pud = pmd * (PG / 8);
 	uint64_t pg;
 
 	join_and_set(_metadata, self, VFIO_TYPE1v2_IOMMU);
 	ASSERT_EQ(0, iommu_get_info(self->container, buf, sizeof(buf)));
 	EXPECT_EQ(INFO_FLAGS, info->flags);
 	pg = info->iova_pgsizes;
-	ksft_print_msg("%s: iova_pgsizes 0x%llx\n", arch_is_arm64() ? "arm64" : "x86_64",
+	ksft_print_msg("%s, %llu KiB pages: iova_pgsizes 0x%llx\n",
+		       arch_is_arm64() ? "arm64" : "x86_64", (unsigned long long)(PG >> 10),
 		       (unsigned long long)pg);
-	/* Smallest page is 4K (PAGE_SIZE with 4K pages on both arches); no
-	 * sub-page bits; 2M block/superpage mappings on both IOMMUs
-	 * (intel-iommu second level, SMMUv3 4K-granule stage 1). */
-	EXPECT_EQ(SZ_4K, pg & -pg);
-	EXPECT_EQ(SZ_4K | SZ_2M, pg & (SZ_4K | SZ_2M));
-	EXPECT_EQ(0UL, pg & (SZ_4K - 1));
-	/* Exactly 4K|2M|1G in the test VM on both arches (QEMU intel-iommu
-	 * with 2M/1G second-level superpages; SMMUv3 4K granule). */
-	EXPECT_EQ(SZ_4K | SZ_2M | SZ_1G, pg);
+	/* The smallest page is PAGE_SIZE (the IOMMU's granule is the page
+	 * size in the test VMs: both arches with 4K pages, SMMUv3's 64K
+	 * granule with 64K pages); no sub-page bits; block/superpage
+	 * mappings one level up on both IOMMUs (intel-iommu second level,
+	 * SMMUv3 stage 1). */
+	EXPECT_EQ(PG, pg & -pg);
+	EXPECT_EQ(PG | pmd, pg & (PG | pmd));
+	EXPECT_EQ(0UL, pg & (PG - 1));
+	/* Exactly those in the test VM: with 4K pages 4K|2M|1G on both
+	 * arches (QEMU intel-iommu with 2M/1G second-level superpages; SMMUv3
+	 * 4K granule); with 64K pages 64K|512M (SMMUv3's 64K granule has a
+	 * 4T level-1 block only with an output size above 48 bits, QEMU's is
+	 * 44). */
+	EXPECT_EQ(PG | pmd | (PG == SZ_4K ? pud : 0), pg);
 }
 
 /* Walks the chain: every cap once, ids known, offsets inside argsz and
@@ -337,8 +347,8 @@ TEST_F(info, iova_ranges)
 		ksft_print_msg("iova range %u: 0x%llx-0x%llx\n", i,
 			       (unsigned long long)v->start, (unsigned long long)v->end);
 		EXPECT_LT(v->start, v->end);
-		EXPECT_EQ(0ULL, v->start & (SZ_4K - 1));
-		EXPECT_EQ(SZ_4K - 1, v->end & (SZ_4K - 1));
+		EXPECT_EQ(0ULL, v->start & (PG - 1));
+		EXPECT_EQ(PG - 1, v->end & (PG - 1));
 		if (i) /* sorted, non-overlapping, not adjacent (merged) */
 			EXPECT_GT(v->start, r->iova_ranges[i - 1].end + 1);
 	}
@@ -362,8 +372,8 @@ TEST_F(info, iova_ranges)
 	EXPECT_EQ(arch_is_arm64() ? (1ULL << 48) - 1 : (1ULL << 39) - 1,
 		  r->iova_ranges[r->nr_iovas - 1].end);
 	EXPECT_FALSE(range_touches(r, win_start, win_end));
-	EXPECT_TRUE(range_has(r, win_start - SZ_4K, win_start - 1));
-	EXPECT_TRUE(range_has(r, win_end + 1, win_end + SZ_4K));
+	EXPECT_TRUE(range_has(r, win_start - PG, win_start - 1));
+	EXPECT_TRUE(range_has(r, win_end + 1, win_end + PG));
 	EXPECT_TRUE(range_has(r, IOVA_BASE, IOVA_BASE + 64 * SZ_2M - 1));
 	/* The aperture is finite (below 2^64). */
 	EXPECT_LT(r->iova_ranges[r->nr_iovas - 1].end, ~0ULL);
@@ -383,7 +393,7 @@ TEST_F(info, migration_cap)
 	EXPECT_EQ(0U, m->flags);
 	/* Only the smallest IOMMU page size. */
 	EXPECT_EQ(info->iova_pgsizes & -info->iova_pgsizes, m->pgsize_bitmap);
-	EXPECT_EQ(SZ_4K, m->pgsize_bitmap);
+	EXPECT_EQ(PG, m->pgsize_bitmap);
 	/* DIRTY_BITMAP_BYTES(INT_MAX) = 2^31 bits / 8 = 256 MiB */
 	EXPECT_EQ(0x10000000ULL, m->max_dirty_bitmap_size);
 }
@@ -392,7 +402,7 @@ TEST_F(info, dma_avail)
 {
 	long limit = backend_param_read("dma_entry_limit");
 	long avail;
-	char *buf = mmap_aligned(4 * SZ_4K, SZ_4K, PROT_READ | PROT_WRITE);
+	char *buf = mmap_aligned(4 * PG, PG, PROT_READ | PROT_WRITE);
 	uint64_t sz;
 
 	ASSERT_NE(NULL, buf);
@@ -401,20 +411,20 @@ TEST_F(info, dma_avail)
 	avail = iommu_dma_avail(self->container);
 	EXPECT_EQ(limit, avail);
 	for (int i = 0; i < 3; i++) {
-		ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + i * SZ_2M, buf + i * SZ_4K,
-				     SZ_4K, DMA_RW));
+		ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + i * SZ_2M, buf + i * PG,
+				     PG, DMA_RW));
 		EXPECT_EQ(limit - 1 - i, iommu_dma_avail(self->container));
 	}
 	/* A failed map takes no entry. */
-	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE, buf, PG, DMA_RW));
 	EXPECT_EQ(limit - 3, iommu_dma_avail(self->container));
-	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE + SZ_2M, SZ_4K, 0, &sz));
-	EXPECT_EQ(SZ_4K, sz);
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE + SZ_2M, PG, 0, &sz));
+	EXPECT_EQ(PG, sz);
 	EXPECT_EQ(limit - 2, iommu_dma_avail(self->container));
 	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
-	EXPECT_EQ(2 * SZ_4K, sz);
+	EXPECT_EQ(2 * PG, sz);
 	EXPECT_EQ(limit, iommu_dma_avail(self->container));
-	munmap(buf, 4 * SZ_4K);
+	munmap(buf, 4 * PG);
 }
 
 /* A v1 container reports the same as a v2 one for the same group. */

@@ -21,6 +21,9 @@
 #define UNMAP_MINSZ offsetofend_(struct vfio_iommu_type1_dma_unmap, size)
 #define offsetofend_(T, m) (offsetof(T, m) + sizeof(((T *)0)->m))
 
+/* Pages pinned for 2 MiB, the size of most mappings here. */
+#define NP_2M ((long)pages_of(SZ_2M))
+
 FIXTURE(map) {
 	int container;
 	int group;
@@ -87,19 +90,19 @@ static void *anon(size_t size, size_t align)
 	return p;
 }
 
-/* A populated 4K-aligned anonymous buffer of size bytes; then the variant's
- * IOMMU type is set on the container. */
+/* A populated page-aligned anonymous buffer of size bytes; then the
+ * variant's IOMMU type is set on the container. */
 static void *anon_set_iommu(struct __test_metadata *_metadata, FIXTURE_DATA(map) *self,
 			    const FIXTURE_VARIANT(map) *variant, size_t size)
 {
-	void *buf = anon(size, SZ_4K);
+	void *buf = anon(size, PG);
 
 	ASSERT_NE(NULL, buf);
 	set_iommu(_metadata, self, variant);
 	return buf;
 }
 
-/* Maps buf at iova, checks that exactly size/4K pages are pinned and
+/* Maps buf at iova, checks that exactly size/PG pages are pinned and
  * accounted in locked_vm while mapped, unmaps it with an exact unmap and
  * checks both are back. */
 static void map_unmap_check(struct __test_metadata *_metadata, int c, uint64_t iova,
@@ -109,7 +112,7 @@ static void map_unmap_check(struct __test_metadata *_metadata, int c, uint64_t i
 	uint64_t sz;
 
 	ASSERT_EQ(0, dma_map(c, iova, buf, size, DMA_RW));
-	EXPECT_EQ(pins + (long)(size / SZ_4K), pins_outstanding());
+	EXPECT_EQ(pins + (long)pages_of(size), pins_outstanding());
 	EXPECT_EQ(lck + (long)(size / 1024), vmlck_kb());
 	/* Mapped: the same range again collides. */
 	EXPECT_EQ(-EEXIST, dma_map(c, iova, buf, size, DMA_RW));
@@ -122,13 +125,16 @@ static void map_unmap_check(struct __test_metadata *_metadata, int c, uint64_t i
 	EXPECT_EQ(0UL, sz);
 }
 
+/* One base page (the name is from 4 KiB pages; scripts/mutants.list runs
+ * it by name). */
 TEST_F(map, map_unmap_4k)
 {
-	void *buf = anon_set_iommu(_metadata, self, variant, SZ_4K);
+	void *buf = anon_set_iommu(_metadata, self, variant, PG);
 
-	map_unmap_check(_metadata, self->container, IOVA_BASE, buf, SZ_4K);
+	map_unmap_check(_metadata, self->container, IOVA_BASE, buf, PG);
 }
 
+/* 2 MiB: several pages at any page size (512 of 4K, 32 of 64K). */
 TEST_F(map, map_unmap_2m)
 {
 	void *buf = anon_set_iommu(_metadata, self, variant, SZ_2M);
@@ -140,7 +146,7 @@ TEST_F(map, map_unmap_2m)
 TEST_F(map, map_unmap_64m)
 {
 	size_t size = 32 * SZ_2M;
-	void *buf = mmap_aligned(size, SZ_4K, PROT_READ | PROT_WRITE);
+	void *buf = mmap_aligned(size, PG, PROT_READ | PROT_WRITE);
 
 	ASSERT_NE(NULL, buf);
 	set_iommu(_metadata, self, variant);
@@ -150,66 +156,75 @@ TEST_F(map, map_unmap_64m)
 /* Device read-only and write-only mappings are both allowed. */
 TEST_F(map, map_read_only_or_write_only)
 {
-	char *buf = anon_set_iommu(_metadata, self, variant, 2 * SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, 2 * PG);
 	uint64_t sz;
 
-	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_4K, VFIO_DMA_MAP_FLAG_READ));
-	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + SZ_4K, buf + SZ_4K, SZ_4K,
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, PG, VFIO_DMA_MAP_FLAG_READ));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + PG, buf + PG, PG,
 			     VFIO_DMA_MAP_FLAG_WRITE));
-	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, 2 * SZ_4K, 0, &sz));
-	EXPECT_EQ(2 * SZ_4K, sz);
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, 2 * PG, 0, &sz));
+	EXPECT_EQ(2 * PG, sz);
 }
 
+/* Two THPs of the kernel's PMD size: 2 MiB with 4 KiB pages, 512 MiB
+ * with 64 KiB pages. */
 TEST_F(map, map_thp)
 {
-	size_t size = 2 * SZ_2M;
+	uint64_t thp = thp_size();
+	size_t size = 2 * thp;
 	long thp0 = meminfo_kb("AnonHugePages");
-	char *buf = mmap_aligned(size, SZ_2M, PROT_READ | PROT_WRITE);
+	char *buf;
 
+	if (!thp)
+		SKIP(return, "the kernel has no THP (no hpage_pmd_size)");
+	buf = mmap_aligned(size, thp, PROT_READ | PROT_WRITE);
 	ASSERT_NE(NULL, buf);
+	self->huge = buf;	/* unmapped by the teardown */
+	self->huge_len = size;
 	if (madvise(buf, size, MADV_HUGEPAGE))
 		SKIP(return, "madvise(MADV_HUGEPAGE): %s", strerror(errno));
 	memset(buf, 0x22, size);
-	if (meminfo_kb("AnonHugePages") < thp0 + 2048)
-		SKIP(return, "no THP was allocated (AnonHugePages %ld kB)",
-		     meminfo_kb("AnonHugePages"));
+	if (meminfo_kb("AnonHugePages") < thp0 + (long)(thp >> 10))
+		SKIP(return, "no %llu kB THP was allocated (AnonHugePages %ld kB)",
+		     (unsigned long long)(thp >> 10), meminfo_kb("AnonHugePages"));
 	set_iommu(_metadata, self, variant);
 	map_unmap_check(_metadata, self->container, IOVA_BASE, buf, size);
-	/* v1 semantics on a huge mapping: unmapping its first 4K unmaps all
+	/* v1 semantics on a huge mapping: unmapping its first page unmaps all
 	 * of it; v2 refuses to split it. */
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, size, DMA_RW));
 	if (variant->v2) {
 		uint64_t sz;
 
-		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_4K, 0, &sz));
-		EXPECT_EQ(SZ_4K, sz);	/* not written back on error */
+		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, PG, 0, &sz));
+		EXPECT_EQ(PG, sz);	/* not written back on error */
 	} else {
 		uint64_t sz;
 
-		EXPECT_EQ(0, dma_unmap(self->container, IOVA_BASE, SZ_4K, 0, &sz));
+		EXPECT_EQ(0, dma_unmap(self->container, IOVA_BASE, PG, 0, &sz));
 		EXPECT_EQ(size, sz);
 	}
 }
 
+/* Two 2 MiB hugetlb pages: PMD-mapped with 4 KiB pages, contiguous PTEs
+ * with 64 KiB pages. Not the default hugepage size everywhere (512 MiB
+ * with 64 KiB pages), so its own sysfs pool, not /proc/sys/vm. */
+#define HUGE_2M_DIR "/sys/kernel/mm/hugepages/hugepages-2048kB"
+
 TEST_F(map, map_hugetlb)
 {
-	static const char *paths[] = {
-		"/proc/sys/vm/nr_hugepages",
-		"/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
-	};
 	size_t size = 2 * SZ_2M;
-	long old = -1, now;
+	long old, now;
 
-	for (unsigned int i = 0; i < 2 && old < 0; i++) {
-		old = read_long(paths[i]);
-		self->nr_huge_path = paths[i];
-	}
+	if (!hugetlb_size_offered(SZ_2M))
+		SKIP(return, "the kernel offers no 2 MiB hugetlb pages (no %s)", HUGE_2M_DIR);
+	self->nr_huge_path = HUGE_2M_DIR "/nr_hugepages";
+	old = read_long(self->nr_huge_path);
 	if (old < 0)
-		SKIP(return, "no nr_hugepages control");
+		SKIP(return, "cannot read %s", self->nr_huge_path);
 	self->old_nr_huge = old;
 	if (write_long(self->nr_huge_path, old + 2))
 		SKIP(return, "cannot write %s", self->nr_huge_path);
-	now = meminfo_kb("HugePages_Free");
+	now = read_long(HUGE_2M_DIR "/free_hugepages");
 	if (now < 2)
 		SKIP(return, "only %ld free 2M hugepages", now);
 	self->huge = mmap(NULL, size, PROT_READ | PROT_WRITE,
@@ -227,13 +242,13 @@ TEST_F(map, map_hugetlb)
 TEST_F(map, map_bad_argsz)
 {
 	struct vfio_iommu_type1_dma_map m;
-	char *buf = anon_set_iommu(_metadata, self, variant, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, PG);
 	uint32_t sizes[] = { 0, 8, MAP_MINSZ - 1 };
 
 	for (unsigned int i = 0; i < 3; i++) {
 		m = (struct vfio_iommu_type1_dma_map){
 			.argsz = sizes[i], .flags = DMA_RW,
-			.vaddr = (uintptr_t)buf, .iova = IOVA_BASE, .size = SZ_4K,
+			.vaddr = (uintptr_t)buf, .iova = IOVA_BASE, .size = PG,
 		};
 		EXPECT_EQ(-EINVAL, xioctl(self->container, VFIO_IOMMU_MAP_DMA, (unsigned long)&m));
 	}
@@ -244,24 +259,24 @@ TEST_F(map, map_bad_argsz)
 
 TEST_F(map, map_bad_flags)
 {
-	char *buf = anon_set_iommu(_metadata, self, variant, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, PG);
 
 	/* Unknown flags. */
-	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW | (1 << 3)));
-	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW | (1u << 31)));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, PG, DMA_RW | (1 << 3)));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, PG, DMA_RW | (1u << 31)));
 	/* Neither READ nor WRITE. */
-	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K, 0));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, PG, 0));
 	/* VADDR goes without READ/WRITE. */
-	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K,
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, PG,
 				   VFIO_DMA_MAP_FLAG_VADDR | VFIO_DMA_MAP_FLAG_READ));
 	/* VADDR alone on an iova that is not mapped. */
-	EXPECT_EQ(-ENOENT, dma_map(self->container, IOVA_BASE, buf, SZ_4K, VFIO_DMA_MAP_FLAG_VADDR));
+	EXPECT_EQ(-ENOENT, dma_map(self->container, IOVA_BASE, buf, PG, VFIO_DMA_MAP_FLAG_VADDR));
 	EXPECT_EQ(backend_param_read("dma_entry_limit"), iommu_dma_avail(self->container));
 }
 
 TEST_F(map, map_zero_size)
 {
-	char *buf = anon_set_iommu(_metadata, self, variant, SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, PG);
 
 	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, 0, DMA_RW));
 	/* Checked before the flags. */
@@ -270,37 +285,44 @@ TEST_F(map, map_zero_size)
 
 TEST_F(map, map_misaligned)
 {
-	char *buf = anon_set_iommu(_metadata, self, variant, 4 * SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, 4 * PG);
 
-	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE + 0x800, buf, SZ_4K, DMA_RW));
-	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE + 8, buf, SZ_4K, DMA_RW));
-	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf + 0x800, SZ_4K, DMA_RW));
-	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf + 1, SZ_4K, DMA_RW));
-	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K + 0x800, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE + 0x800, buf, PG, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE + 8, buf, PG, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf + 0x800, PG, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf + 1, PG, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, PG + 0x800, DMA_RW));
 	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, 0x800, DMA_RW));
 	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, 1, DMA_RW));
+	/* With pages above 4 KiB, 4 KiB alignment is not enough. */
+	if (PG > SZ_4K) {
+		EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE + SZ_4K, buf, PG, DMA_RW));
+		EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf + SZ_4K, PG, DMA_RW));
+		EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW));
+		EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, PG + SZ_4K, DMA_RW));
+	}
 	EXPECT_EQ(backend_param_read("dma_entry_limit"), iommu_dma_avail(self->container));
 }
 
 TEST_F(map, map_overflow)
 {
-	char *buf = anon(SZ_4K, SZ_4K);
-	uint64_t top = ~0ULL & ~(SZ_4K - 1);	/* 0xfffffffffffff000 */
+	char *buf = anon(PG, PG);
+	uint64_t top = ~0ULL & ~(PG - 1);	/* the last page of the 64-bit space */
 
 	ASSERT_NE(NULL, buf);
 	set_iommu(_metadata, self, variant);
 	/* iova + size - 1 wraps */
-	EXPECT_EQ(-E_WRAP, dma_map(self->container, top, buf, 2 * SZ_4K, DMA_RW));
-	EXPECT_EQ(-E_WRAP, dma_map(self->container, SZ_4K, buf, ~0ULL, DMA_RW));
+	EXPECT_EQ(-E_WRAP, dma_map(self->container, top, buf, 2 * PG, DMA_RW));
+	EXPECT_EQ(-E_WRAP, dma_map(self->container, PG, buf, ~0ULL, DMA_RW));
 	/* vaddr + size - 1 wraps */
 	EXPECT_EQ(-E_WRAP, dma_map(self->container, IOVA_BASE, (void *)(uintptr_t)top,
-				      2 * SZ_4K, DMA_RW));
+				      2 * PG, DMA_RW));
 	/* The overflow checks come before the flag and alignment checks. */
-	EXPECT_EQ(-E_WRAP, dma_map(self->container, top, buf, 2 * SZ_4K, 0));
-	EXPECT_EQ(-E_WRAP, dma_map(self->container, top + 0x800, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-E_WRAP, dma_map(self->container, top, buf, 2 * PG, 0));
+	EXPECT_EQ(-E_WRAP, dma_map(self->container, top + 0x800, buf, PG, DMA_RW));
 	/* The last page of the 64-bit space does not wrap: not an overflow,
 	 * but outside every IOVA range. */
-	EXPECT_EQ(-EINVAL, dma_map(self->container, top, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, top, buf, PG, DMA_RW));
 }
 
 static long iova_ranges(int c, struct vfio_iova_range *out, int max)
@@ -320,7 +342,7 @@ static long iova_ranges(int c, struct vfio_iova_range *out, int max)
 TEST_F(map, map_outside_iova_ranges)
 {
 	struct vfio_iova_range rg[16];
-	char *buf = anon_set_iommu(_metadata, self, variant, 2 * SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, 2 * PG);
 	long n;
 	uint64_t hole, last;
 
@@ -329,87 +351,88 @@ TEST_F(map, map_outside_iova_ranges)
 	/* The MSI window: 0xfee00000 on x86_64 (IOAPIC/MSI), the SMMUv3
 	 * software MSI window at 0x8000000 on arm64. */
 	hole = arch_is_arm64() ? 0x8000000 : 0xfee00000;
-	EXPECT_EQ(-EINVAL, dma_map(self->container, hole, buf, SZ_4K, DMA_RW));
-	EXPECT_EQ(-EINVAL, dma_map(self->container, hole + 0xff000, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, hole, buf, PG, DMA_RW));
+	/* The window's last page (it is 1 MiB on both). */
+	EXPECT_EQ(-EINVAL, dma_map(self->container, hole + 0x100000 - PG, buf, PG, DMA_RW));
 	/* Straddling the end of the first range. */
 	hole = rg[0].end + 1;
-	EXPECT_EQ(-EINVAL, dma_map(self->container, hole - SZ_4K, buf, 2 * SZ_4K, DMA_RW));
-	EXPECT_EQ(-EINVAL, dma_map(self->container, hole, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, hole - PG, buf, 2 * PG, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, hole, buf, PG, DMA_RW));
 	/* Just below the hole is fine. */
-	EXPECT_EQ(0, dma_map(self->container, hole - SZ_4K, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(0, dma_map(self->container, hole - PG, buf, PG, DMA_RW));
 	/* Above the aperture. */
 	last = rg[n - 1].end;
 	ASSERT_LT(last, ~0ULL - SZ_2M);
-	EXPECT_EQ(-EINVAL, dma_map(self->container, last + 1, buf, SZ_4K, DMA_RW));
-	EXPECT_EQ(-EINVAL, dma_map(self->container, last + 1 - SZ_4K, buf, 2 * SZ_4K, DMA_RW));
-	EXPECT_EQ(0, dma_map(self->container, last + 1 - SZ_4K, buf + SZ_4K, SZ_4K, DMA_RW));
-	EXPECT_EQ(-EINVAL, dma_map(self->container, 1ULL << 63, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, last + 1, buf, PG, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, last + 1 - PG, buf, 2 * PG, DMA_RW));
+	EXPECT_EQ(0, dma_map(self->container, last + 1 - PG, buf + PG, PG, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, 1ULL << 63, buf, PG, DMA_RW));
 	/* Only the two good ones were taken. */
 	EXPECT_EQ(backend_param_read("dma_entry_limit") - 2, iommu_dma_avail(self->container));
 }
 
 TEST_F(map, map_overlap_eexist)
 {
-	char *buf = anon_set_iommu(_metadata, self, variant, SZ_2M + 2 * SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, SZ_2M + 2 * PG);
 	long pins;
 	uint64_t sz;
 
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
 	pins = pins_outstanding();
 	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
-	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE + SZ_4K, buf, SZ_4K, DMA_RW));
-	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE + SZ_2M - SZ_4K, buf, 2 * SZ_4K, DMA_RW));
-	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE - SZ_4K, buf, 2 * SZ_4K, DMA_RW));
-	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE - SZ_4K, buf, SZ_2M + 2 * SZ_4K, DMA_RW));
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE + PG, buf, PG, DMA_RW));
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE + SZ_2M - PG, buf, 2 * PG, DMA_RW));
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE - PG, buf, 2 * PG, DMA_RW));
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE - PG, buf, SZ_2M + 2 * PG, DMA_RW));
 	/* EEXIST is checked before the IOVA ranges, after alignment. */
-	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE + 0x800, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE + 0x800, buf, PG, DMA_RW));
 	EXPECT_EQ(pins, pins_outstanding());
 	/* Adjacent on both sides is fine, and the same vaddr may be mapped
 	 * at two iovas (pinned twice). */
-	EXPECT_EQ(0, dma_map(self->container, IOVA_BASE + SZ_2M, buf + SZ_2M, SZ_4K, DMA_RW));
-	EXPECT_EQ(0, dma_map(self->container, IOVA_BASE - SZ_4K, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(0, dma_map(self->container, IOVA_BASE + SZ_2M, buf + SZ_2M, PG, DMA_RW));
+	EXPECT_EQ(0, dma_map(self->container, IOVA_BASE - PG, buf, PG, DMA_RW));
 	EXPECT_EQ(pins + 2, pins_outstanding());
-	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE - SZ_4K, SZ_2M + 2 * SZ_4K, 0, &sz));
-	EXPECT_EQ(SZ_2M + 2 * SZ_4K, sz);
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE - PG, SZ_2M + 2 * PG, 0, &sz));
+	EXPECT_EQ(SZ_2M + 2 * PG, sz);
 }
 
 TEST_F(map, map_unmapped_vaddr)
 {
-	char *buf = anon_set_iommu(_metadata, self, variant, 3 * SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, 3 * PG);
 	long pins;
 
-	ASSERT_EQ(0, munmap(buf + SZ_4K, SZ_4K));
+	ASSERT_EQ(0, munmap(buf + PG, PG));
 	pins = pins_outstanding();
 	/* Hole in the middle: the first page gets pinned, then unwound. */
-	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, buf, 3 * SZ_4K, DMA_RW));
-	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, buf + SZ_4K, SZ_4K, DMA_RW));
-	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, NULL, SZ_4K, DMA_RW));
+	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, buf, 3 * PG, DMA_RW));
+	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, buf + PG, PG, DMA_RW));
+	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, NULL, PG, DMA_RW));
 	EXPECT_EQ(pins, pins_outstanding());
 	/* Nothing was left mapped. */
 	EXPECT_EQ(backend_param_read("dma_entry_limit"), iommu_dma_avail(self->container));
-	EXPECT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW));
+	EXPECT_EQ(0, dma_map(self->container, IOVA_BASE, buf, PG, DMA_RW));
 }
 
 TEST_F(map, map_readonly_vma)
 {
-	char *buf = anon_set_iommu(_metadata, self, variant, 2 * SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, 2 * PG);
 	long pins, lck;
 	uint64_t sz;
 
-	ASSERT_EQ(0, mprotect(buf, 2 * SZ_4K, PROT_READ));
+	ASSERT_EQ(0, mprotect(buf, 2 * PG, PROT_READ));
 	pins = pins_outstanding();
 	lck = vmlck_kb();
 	/* Device writes need a writable vma. */
-	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, buf, 2 * SZ_4K, DMA_RW));
-	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, buf, SZ_4K, VFIO_DMA_MAP_FLAG_WRITE));
+	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, buf, 2 * PG, DMA_RW));
+	EXPECT_EQ(-EFAULT, dma_map(self->container, IOVA_BASE, buf, PG, VFIO_DMA_MAP_FLAG_WRITE));
 	EXPECT_EQ(pins, pins_outstanding());
 	EXPECT_EQ(lck, vmlck_kb());
 	/* Device reads are fine. */
-	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, 2 * SZ_4K, VFIO_DMA_MAP_FLAG_READ));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, 2 * PG, VFIO_DMA_MAP_FLAG_READ));
 	EXPECT_EQ(pins + 2, pins_outstanding());
-	EXPECT_EQ(lck + 8, vmlck_kb());
-	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, 2 * SZ_4K, 0, &sz));
-	EXPECT_EQ(2 * SZ_4K, sz);
+	EXPECT_EQ(lck + (long)(2 * PG / 1024), vmlck_kb());
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, 2 * PG, 0, &sz));
+	EXPECT_EQ(2 * PG, sz);
 }
 
 /* Two 2M mappings A=[B, B+2M) and C=[B+4M, B+6M). */
@@ -431,42 +454,42 @@ TEST_F(map, unmap_partial)
 	map_two(_metadata, self->container, buf);
 	if (variant->v2) {
 		/* Start inside A. */
-		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE + SZ_4K, SZ_4K, 0, &sz));
-		EXPECT_EQ(SZ_4K, sz);	/* not written back on error */
+		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE + PG, PG, 0, &sz));
+		EXPECT_EQ(PG, sz);	/* not written back on error */
 		/* End inside A. */
-		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_4K, 0, &sz));
-		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE - SZ_2M, SZ_2M + SZ_4K, 0, &sz));
+		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, PG, 0, &sz));
+		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE - SZ_2M, SZ_2M + PG, 0, &sz));
 		/* Covers C, starts inside A. */
-		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE + SZ_4K, 3 * SZ_2M, 0, &sz));
+		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE + PG, 3 * SZ_2M, 0, &sz));
 		/* Covers A, ends inside C. */
-		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, 2 * SZ_2M + SZ_4K, 0, &sz));
-		EXPECT_EQ(pins + 1024, pins_outstanding());
+		EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, 2 * SZ_2M + PG, 0, &sz));
+		EXPECT_EQ(pins + 2 * NP_2M, pins_outstanding());
 		/* The gap between them: nothing. */
 		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE + SZ_2M, SZ_2M, 0, &sz));
 		EXPECT_EQ(0UL, sz);
 		/* Covering A with slack on both sides. */
 		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE - SZ_2M, 3 * SZ_2M, 0, &sz));
 		EXPECT_EQ(SZ_2M, sz);
-		EXPECT_EQ(pins + 512, pins_outstanding());
+		EXPECT_EQ(pins + NP_2M, pins_outstanding());
 	} else {
 		/* Start inside A: success, nothing unmapped. */
-		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE + SZ_4K, SZ_4K, 0, &sz));
+		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE + PG, PG, 0, &sz));
 		EXPECT_EQ(0UL, sz);
 		/* Starts inside A and covers all of C: still nothing, the walk
 		 * stops at the first mapping it would bisect. */
-		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE + SZ_4K, 3 * SZ_2M, 0, &sz));
+		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE + PG, 3 * SZ_2M, 0, &sz));
 		EXPECT_EQ(0UL, sz);
-		EXPECT_EQ(pins + 1024, pins_outstanding());
+		EXPECT_EQ(pins + 2 * NP_2M, pins_outstanding());
 		/* Covering A's first page unmaps all of A. */
-		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, SZ_4K, 0, &sz));
+		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, PG, 0, &sz));
 		EXPECT_EQ(SZ_2M, sz);
-		EXPECT_EQ(pins + 512, pins_outstanding());
+		EXPECT_EQ(pins + NP_2M, pins_outstanding());
 		/* Again, starting before A's (old) start and ending inside C:
 		 * all of C. */
 		ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
-		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE + SZ_2M, SZ_2M + SZ_4K, 0, &sz));
+		ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE + SZ_2M, SZ_2M + PG, 0, &sz));
 		EXPECT_EQ(SZ_2M, sz);
-		EXPECT_EQ(pins + 512, pins_outstanding());
+		EXPECT_EQ(pins + NP_2M, pins_outstanding());
 	}
 	/* What is left is A or C: one 2M mapping. */
 	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE - SZ_2M, 5 * SZ_2M, 0, &sz));
@@ -481,9 +504,9 @@ TEST_F(map, unmap_multiple)
 	uint64_t sz;
 
 	map_two(_metadata, self->container, buf);
-	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + 8 * SZ_2M, buf, SZ_4K, DMA_RW));
-	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, 8 * SZ_2M + SZ_4K, 0, &sz));
-	EXPECT_EQ(2 * SZ_2M + SZ_4K, sz);
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + 8 * SZ_2M, buf, PG, DMA_RW));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, 8 * SZ_2M + PG, 0, &sz));
+	EXPECT_EQ(2 * SZ_2M + PG, sz);
 }
 
 TEST_F(map, unmap_nothing)
@@ -491,13 +514,13 @@ TEST_F(map, unmap_nothing)
 	uint64_t sz;
 
 	set_iommu(_metadata, self, variant);
-	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, SZ_4K, 0, &sz));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, PG, 0, &sz));
 	EXPECT_EQ(0UL, sz);
 	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
 	EXPECT_EQ(0UL, sz);
 	/* Outside the IOVA ranges is not an error for unmap. */
 	ASSERT_EQ(0, dma_unmap(self->container, arch_is_arm64() ? 0x8000000 : 0xfee00000,
-			       SZ_4K, 0, &sz));
+			       PG, 0, &sz));
 	EXPECT_EQ(0UL, sz);
 }
 
@@ -528,8 +551,8 @@ TEST_F(map, unmap_bad_input)
 	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_2M - 0x800, 0, &sz));
 	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, 1, 0, &sz));
 	/* iova + size - 1 wraps. */
-	EXPECT_EQ(-E_WRAP, dma_unmap(self->container, ~0ULL & ~(SZ_4K - 1), 2 * SZ_4K, 0, &sz));
-	EXPECT_EQ(-E_WRAP, dma_unmap(self->container, IOVA_BASE, ~0ULL & ~(SZ_4K - 1), 0, &sz));
+	EXPECT_EQ(-E_WRAP, dma_unmap(self->container, ~0ULL & ~(PG - 1), 2 * PG, 0, &sz));
+	EXPECT_EQ(-E_WRAP, dma_unmap(self->container, IOVA_BASE, ~0ULL & ~(PG - 1), 0, &sz));
 	/* ALL needs iova == size == 0. */
 	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
 	EXPECT_EQ(-EINVAL, dma_unmap(self->container, 0, SZ_2M, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
@@ -544,18 +567,18 @@ TEST_F(map, unmap_bad_input)
 
 TEST_F(map, unmap_all)
 {
-	char *buf = anon_set_iommu(_metadata, self, variant, SZ_2M + 32 * SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, SZ_2M + 32 * PG);
 	long pins = pins_outstanding(), lck = vmlck_kb();
 	uint64_t sz;
 
-	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW));
-	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + SZ_2M, buf + SZ_4K, SZ_2M, DMA_RW));
-	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + 8 * SZ_2M, buf + SZ_4K + SZ_2M,
-			     16 * SZ_4K, DMA_RW));
-	EXPECT_EQ(pins + 1 + 512 + 16, pins_outstanding());
-	EXPECT_EQ(lck + 4 + 2048 + 64, vmlck_kb());
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, PG, DMA_RW));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + SZ_2M, buf + PG, SZ_2M, DMA_RW));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + 8 * SZ_2M, buf + PG + SZ_2M,
+			     16 * PG, DMA_RW));
+	EXPECT_EQ(pins + 1 + NP_2M + 16, pins_outstanding());
+	EXPECT_EQ(lck + (long)((PG + SZ_2M + 16 * PG) / 1024), vmlck_kb());
 	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz));
-	EXPECT_EQ(SZ_4K + SZ_2M + 16 * SZ_4K, sz);
+	EXPECT_EQ(PG + SZ_2M + 16 * PG, sz);
 	EXPECT_EQ(pins, pins_outstanding());
 	EXPECT_EQ(lck, vmlck_kb());
 	EXPECT_EQ(backend_param_read("dma_entry_limit"), iommu_dma_avail(self->container));
@@ -570,7 +593,7 @@ TEST_F(map, close_with_mappings)
 	long pins = pins_outstanding();
 
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
-	EXPECT_EQ(pins + 512, pins_outstanding());
+	EXPECT_EQ(pins + NP_2M, pins_outstanding());
 	/* The teardown's leak check does the rest. */
 }
 
@@ -588,32 +611,37 @@ TEST_F(map, update_vaddr)
 				   VFIO_DMA_MAP_FLAG_VADDR));
 	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, SZ_2M, VFIO_DMA_UNMAP_FLAG_VADDR, &sz));
 	EXPECT_EQ(SZ_2M, sz);
-	EXPECT_EQ(pins + 512, pins_outstanding());
+	EXPECT_EQ(pins + NP_2M, pins_outstanding());
 	/* Twice: the second invalidation fails. */
 	EXPECT_EQ(-EINVAL, dma_unmap(self->container, IOVA_BASE, SZ_2M, VFIO_DMA_UNMAP_FLAG_VADDR, &sz));
 	/* Still an existing mapping for a plain map. */
 	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
 	/* Must match the mapping exactly. */
-	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf + SZ_2M, SZ_4K,
+	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf + SZ_2M, PG,
 				   VFIO_DMA_MAP_FLAG_VADDR));
 	EXPECT_EQ(-ENOENT, dma_map(self->container, IOVA_BASE + SZ_2M, buf + SZ_2M, SZ_2M,
 				   VFIO_DMA_MAP_FLAG_VADDR));
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf + SZ_2M, SZ_2M,
 			     VFIO_DMA_MAP_FLAG_VADDR));
 	EXPECT_EQ(-EINVAL, dma_map(self->container, IOVA_BASE, buf, SZ_2M, VFIO_DMA_MAP_FLAG_VADDR));
-	EXPECT_EQ(pins + 512, pins_outstanding());
+	EXPECT_EQ(pins + NP_2M, pins_outstanding());
 	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, SZ_2M, 0, &sz));
 	EXPECT_EQ(SZ_2M, sz);
 	EXPECT_EQ(pins, pins_outstanding());
 }
 
 /* RLIMIT_MEMLOCK applies to a process without CAP_IPC_LOCK. Runs in a
- * child that drops the capability; returns the failing step or 0. */
+ * child that drops the capability; returns the failing step or 0. The
+ * limit is a whole number of pages at any page size (16 of 64 KiB). */
+#define MEMLOCK_LIMIT (1UL << 20)
+
 static int memlock_child(int c, char *buf)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct data[2];
-	struct rlimit rl = { .rlim_cur = 1 << 20, .rlim_max = 1 << 20 };
+	struct rlimit rl = { .rlim_cur = MEMLOCK_LIMIT, .rlim_max = MEMLOCK_LIMIT };
+	const uint64_t half = MEMLOCK_LIMIT / 2;
+	const long half_pages = pages_of(half);
 	uint64_t sz;
 	long pins, lck;
 
@@ -631,24 +659,24 @@ static int memlock_child(int c, char *buf)
 	if (lck != 0)
 		return 4;
 	/* 512K fits in 1M. */
-	if (dma_map(c, IOVA_BASE, buf, 128 * SZ_4K, DMA_RW))
+	if (dma_map(c, IOVA_BASE, buf, half, DMA_RW))
 		return 5;
-	if (vmlck_kb() != 512 || pins_outstanding() != pins + 128)
+	if (vmlck_kb() != (long)(half >> 10) || pins_outstanding() != pins + half_pages)
 		return 6;
 	/* 2M does not: ENOMEM, nothing kept. */
-	if (dma_map(c, IOVA_BASE + SZ_2M, buf + 128 * SZ_4K, SZ_2M, DMA_RW) != -ENOMEM)
+	if (dma_map(c, IOVA_BASE + SZ_2M, buf + half, SZ_2M, DMA_RW) != -ENOMEM)
 		return 7;
-	if (vmlck_kb() != 512 || pins_outstanding() != pins + 128)
+	if (vmlck_kb() != (long)(half >> 10) || pins_outstanding() != pins + half_pages)
 		return 8;
 	/* Exactly up to the limit is fine ... */
-	if (dma_map(c, IOVA_BASE + SZ_2M, buf + 128 * SZ_4K, 128 * SZ_4K, DMA_RW))
+	if (dma_map(c, IOVA_BASE + SZ_2M, buf + half, half, DMA_RW))
 		return 9;
-	if (vmlck_kb() != 1024)
+	if (vmlck_kb() != (long)(MEMLOCK_LIMIT >> 10))
 		return 10;
 	/* ... one page more is not. */
-	if (dma_map(c, IOVA_BASE + 2 * SZ_2M, buf + 256 * SZ_4K, SZ_4K, DMA_RW) != -ENOMEM)
+	if (dma_map(c, IOVA_BASE + 2 * SZ_2M, buf + MEMLOCK_LIMIT, PG, DMA_RW) != -ENOMEM)
 		return 11;
-	if (dma_unmap(c, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz) || sz != 256 * SZ_4K)
+	if (dma_unmap(c, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz) || sz != MEMLOCK_LIMIT)
 		return 12;
 	if (vmlck_kb() != 0 || pins_outstanding() != pins)
 		return 13;
@@ -657,7 +685,7 @@ static int memlock_child(int c, char *buf)
 
 TEST_F(map, rlimit_memlock)
 {
-	char *buf = anon_set_iommu(_metadata, self, variant, SZ_2M + 256 * SZ_4K);
+	char *buf = anon_set_iommu(_metadata, self, variant, SZ_2M + MEMLOCK_LIMIT);
 	int status;
 	pid_t pid;
 
@@ -676,7 +704,7 @@ TEST_F(map, rlimit_memlock)
  * (VFIO_SET_IOMMU); map number limit+1 fails with ENOSPC. */
 TEST_F(map, dma_entry_limit)
 {
-	char *buf = anon(8 * SZ_4K, SZ_4K);
+	char *buf = anon(8 * PG, PG);
 	uint64_t sz;
 
 	ASSERT_NE(NULL, buf);
@@ -688,20 +716,20 @@ TEST_F(map, dma_entry_limit)
 	ASSERT_EQ(0, backend_param_write("dma_entry_limit", 2));
 	EXPECT_EQ(4, iommu_dma_avail(self->container));
 	for (int i = 0; i < 4; i++)
-		ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + i * SZ_2M, buf + i * SZ_4K,
-				     SZ_4K, DMA_RW));
+		ASSERT_EQ(0, dma_map(self->container, IOVA_BASE + i * SZ_2M, buf + i * PG,
+				     PG, DMA_RW));
 	EXPECT_EQ(0, iommu_dma_avail(self->container));
-	EXPECT_EQ(-ENOSPC, dma_map(self->container, IOVA_BASE + 4 * SZ_2M, buf + 4 * SZ_4K,
-				   SZ_4K, DMA_RW));
+	EXPECT_EQ(-ENOSPC, dma_map(self->container, IOVA_BASE + 4 * SZ_2M, buf + 4 * PG,
+				   PG, DMA_RW));
 	/* ENOSPC comes after EEXIST and before the IOVA range check. */
-	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE, buf, SZ_4K, DMA_RW));
-	EXPECT_EQ(-ENOSPC, dma_map(self->container, 1ULL << 63, buf, SZ_4K, DMA_RW));
-	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, SZ_4K, 0, &sz));
-	EXPECT_EQ(SZ_4K, sz);
+	EXPECT_EQ(-EEXIST, dma_map(self->container, IOVA_BASE, buf, PG, DMA_RW));
+	EXPECT_EQ(-ENOSPC, dma_map(self->container, 1ULL << 63, buf, PG, DMA_RW));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, PG, 0, &sz));
+	EXPECT_EQ(PG, sz);
 	EXPECT_EQ(1, iommu_dma_avail(self->container));
-	EXPECT_EQ(0, dma_map(self->container, IOVA_BASE + 4 * SZ_2M, buf + 4 * SZ_4K, SZ_4K, DMA_RW));
-	EXPECT_EQ(-ENOSPC, dma_map(self->container, IOVA_BASE + 5 * SZ_2M, buf + 5 * SZ_4K,
-				   SZ_4K, DMA_RW));
+	EXPECT_EQ(0, dma_map(self->container, IOVA_BASE + 4 * SZ_2M, buf + 4 * PG, PG, DMA_RW));
+	EXPECT_EQ(-ENOSPC, dma_map(self->container, IOVA_BASE + 5 * SZ_2M, buf + 5 * PG,
+				   PG, DMA_RW));
 }
 
 TEST_HARNESS_MAIN

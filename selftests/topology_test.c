@@ -82,37 +82,47 @@ TEST_F(topology, released_container_leaves_view)
 	EXPECT_EQ(NULL, strstr(view, "container 1"));
 }
 
-/* Physically contiguous memory (a THP) becomes one run, mapped with large
- * IOMMU pages; with disable_hugepages=1 every page is a run of its own. */
+/* Physically contiguous memory (a THP, of the kernel's PMD size: 2 MiB
+ * with 4 KiB pages, 512 MiB with 64 KiB pages) becomes one run, mapped
+ * with large IOMMU pages at an IOVA aligned to its size; with
+ * disable_hugepages=1 every page is a run of its own. */
 TEST_F(topology, hugepage_runs_follow_disable_hugepages)
 {
-	char *buf = mmap_aligned(SZ_2M, SZ_2M, PROT_READ | PROT_WRITE);
+	uint64_t thp = thp_size(), iova = thp;
 	long thp0 = meminfo_kb("AnonHugePages");
-	char view[8192];
+	char view[8192], want[96];
+	char *buf;
 
+	if (!thp)
+		SKIP(return, "the kernel has no THP (no hpage_pmd_size)");
+	buf = mmap_aligned(thp, thp, PROT_READ | PROT_WRITE);
 	ASSERT_NE(NULL, buf);
-	if (madvise(buf, SZ_2M, MADV_HUGEPAGE))
+	if (madvise(buf, thp, MADV_HUGEPAGE))
 		SKIP(return, "madvise(MADV_HUGEPAGE): %s", strerror(errno));
-	memset(buf, 0x5a, SZ_2M);
-	if (meminfo_kb("AnonHugePages") < thp0 + 2048)
-		SKIP(return, "no THP was allocated");
+	memset(buf, 0x5a, thp);
+	if (meminfo_kb("AnonHugePages") < thp0 + (long)(thp >> 10))
+		SKIP(return, "no %llu kB THP was allocated", (unsigned long long)(thp >> 10));
 	ASSERT_EQ(0, xioctl(self->group[0], VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
 	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
 
-	ASSERT_EQ(0, dma_map(self->container, 0x200000, buf, SZ_2M,
+	ASSERT_EQ(0, dma_map(self->container, iova, buf, thp,
 			     VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE));
 	ASSERT_EQ(0, read_view(view, sizeof(view)));
-	EXPECT_NE(NULL, strstr(view, "runs 1 largest_run_pages 512\n")) TH_LOG("%s", view);
-	ASSERT_EQ(0, dma_unmap(self->container, 0x200000, SZ_2M, 0, NULL));
+	snprintf(want, sizeof(want), "runs 1 largest_run_pages %llu\n",
+		 (unsigned long long)pages_of(thp));
+	EXPECT_NE(NULL, strstr(view, want)) TH_LOG("no '%s' in %s", want, view);
+	ASSERT_EQ(0, dma_unmap(self->container, iova, thp, 0, NULL));
 
 	ASSERT_EQ(0, backend_param_write("disable_hugepages", 1));
-	EXPECT_EQ(0, dma_map(self->container, 0x200000, buf, SZ_2M,
+	EXPECT_EQ(0, dma_map(self->container, iova, buf, thp,
 			     VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE));
 	ASSERT_EQ(0, backend_param_write("disable_hugepages", 0));
 	ASSERT_EQ(0, read_view(view, sizeof(view)));
-	EXPECT_NE(NULL, strstr(view, "runs 512 largest_run_pages 1\n")) TH_LOG("%s", view);
-	ASSERT_EQ(0, dma_unmap(self->container, 0x200000, SZ_2M, 0, NULL));
-	munmap(buf, SZ_2M);
+	snprintf(want, sizeof(want), "runs %llu largest_run_pages 1\n",
+		 (unsigned long long)pages_of(thp));
+	EXPECT_NE(NULL, strstr(view, want)) TH_LOG("no '%s' in %s", want, view);
+	ASSERT_EQ(0, dma_unmap(self->container, iova, thp, 0, NULL));
+	munmap(buf, thp);
 }
 
 #define TRACING "/sys/kernel/tracing"
