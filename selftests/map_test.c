@@ -630,6 +630,60 @@ TEST_F(map, update_vaddr)
 	EXPECT_EQ(pins, pins_outstanding());
 }
 
+/* A VADDR update from another process (QEMU's live update execs a new
+ * one) makes that process the mapping's owner: its locked_vm takes the
+ * charge and the old owner's gives it back, as C's vfio_change_dma_owner.
+ * The child inherits the shared mapping at the same address, so the new
+ * vaddr is backed by the same pages. Returns the failing step or 0. */
+static int vaddr_child(int c, char *buf, uint64_t size)
+{
+	long lck = vmlck_kb();
+
+	if (dma_map(c, IOVA_BASE, buf, size, VFIO_DMA_MAP_FLAG_VADDR))
+		return 1;
+	if (vmlck_kb() != lck + (long)(size >> 10))
+		return 2;
+	return 0;
+}
+
+TEST_F(map, update_vaddr_from_another_process)
+{
+	const uint64_t size = 16 * PG;
+	long pins = pins_outstanding(), lck;
+	int status, fd;
+	uint64_t sz;
+	char *buf;
+	pid_t pid;
+
+	fd = memfd_create("vaddr", 0);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ftruncate(fd, size));
+	buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	ASSERT_NE(MAP_FAILED, buf);
+	memset(buf, 0x5a, size);
+	set_iommu(_metadata, self, variant);
+	lck = vmlck_kb();
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, size, DMA_RW));
+	EXPECT_EQ(lck + (long)(size >> 10), vmlck_kb());
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, size, VFIO_DMA_UNMAP_FLAG_VADDR, &sz));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0)
+		_exit(vaddr_child(self->container, buf, size));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		TH_LOG("child failed at step %d", WEXITSTATUS(status));
+	/* The charge went with the mapping. */
+	EXPECT_EQ(lck, vmlck_kb());
+	EXPECT_EQ(pins + (long)pages_of(size), pins_outstanding());
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, size, 0, &sz));
+	EXPECT_EQ(size, sz);
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+	munmap(buf, size);
+}
+
 /* RLIMIT_MEMLOCK applies to a process without CAP_IPC_LOCK. Runs in a
  * child that drops the capability; returns the failing step or 0. The
  * limit is a whole number of pages at any page size (16 of 64 KiB). */
