@@ -665,6 +665,34 @@ TEST_F(emu, iommu_group_joins_later)
 	EXPECT_EQ(lck, vmlck_kb());
 }
 
+/* The interrupt window of the edu groups' IOMMU: VT-d's hardware MSI
+ * region, SMMUv3's software MSI window (MSI_IOVA_BASE). */
+#if defined(__x86_64__)
+#define MSI_WINDOW 0xfee00000ULL
+#else
+#define MSI_WINDOW 0x08000000ULL
+#endif
+
+/* Without an IOMMU domain there is no aperture and no reserved region, so
+ * a mapping may cover the interrupt window; an IOMMU-backed group whose
+ * reserved regions it overlaps then cannot join (C: EINVAL from
+ * vfio_iommu_resv_conflict), and the mapping stays as it was. */
+TEST_F(emu, iommu_group_refused_over_mapped_msi_window)
+{
+	uint8_t *buf;
+	int g;
+
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	ASSERT_EQ(0, dma_map(self->container, MSI_WINDOW, buf, map_size(), DMA_RW));
+	g = fixture_group(_metadata, 0, NULL);
+	EXPECT_EQ(-EINVAL, xioctl(g, VFIO_GROUP_SET_CONTAINER, (unsigned long)&self->container));
+	close(g);
+	/* Still mapped, still emulated only: the pin works. */
+	EXPECT_EQ(1, pin(_metadata, self, MSI_WINDOW, 1, TRM_PROT_READ, NULL));
+	ASSERT_EQ(0, dma_unmap(self->container, MSI_WINDOW, map_size(), 0, NULL));
+}
+
 /* The mdev group's fd closed (out of the container), the first edu group
  * in it instead, TYPE1v2. */
 static void edu_group_instead(struct __test_metadata *_metadata, FIXTURE_DATA(emu) *self)
