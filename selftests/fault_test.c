@@ -54,7 +54,7 @@
 #define NPAGES_BIG	1088		/* > 2 GUP batches of 512 */
 #define NPAGES_FAULTIN	32		/* not populated: GUP faults them in */
 #define NPAGES_EMU	16
-#define NPAGES_UNMAP	128		/* the C module allocates per 4K region */
+#define NPAGES_UNMAP	128		/* the C module allocates per page region */
 #define NMAP_DIRTY	3		/* mappings of one dirty report */
 #define NPAGES_DIRTY	4160		/* 65 bitmap words: more than one chunk of 64 */
 #define MAX_NTH		4000		/* a runaway guard, never reached */
@@ -301,7 +301,7 @@ static long map_buf(struct fctx *c)
 
 static void *anon_populated(size_t len)
 {
-	char *p = mmap_aligned(len, SZ_4K, PROT_READ | PROT_WRITE);
+	char *p = mmap_aligned(len, PG, PROT_READ | PROT_WRITE);
 
 	if (p) {
 		madvise(p, len, MADV_NOHUGEPAGE);
@@ -321,7 +321,7 @@ static void buf_free(struct fctx *c)
 static int buf_fresh(struct fctx *c)
 {
 	buf_free(c);
-	c->buf = mmap_aligned(c->len, SZ_4K, PROT_READ | PROT_WRITE);
+	c->buf = mmap_aligned(c->len, PG, PROT_READ | PROT_WRITE);
 	if (!c->buf)
 		return -ENOMEM;
 	madvise(c->buf, c->len, MADV_NOHUGEPAGE);
@@ -355,12 +355,12 @@ static void teardown_all(struct fctx *c)
 static long still_works(struct fctx *c)
 {
 	uint64_t sz = 0;
-	long r = dma_map(c->container, IOVA_SCRATCH, c->scratch, SZ_4K, DMA_RW);
+	long r = dma_map(c->container, IOVA_SCRATCH, c->scratch, PG, DMA_RW);
 
 	if (r)
 		return r;
-	r = dma_unmap(c->container, IOVA_SCRATCH, SZ_4K, 0, &sz);
-	return r ? r : sz == SZ_4K ? 0 : -ERANGE;
+	r = dma_unmap(c->container, IOVA_SCRATCH, PG, 0, &sz);
+	return r ? r : sz == PG ? 0 : -ERANGE;
 }
 
 /* --- the mdev ------------------------------------------------------------ */
@@ -461,7 +461,7 @@ static long call_map(struct fctx *c)
 
 static const char *check_map(struct fctx *c, long r)
 {
-	const char *why = check_pinned(c, r, c->len / SZ_4K, c->len / 1024);
+	const char *why = check_pinned(c, r, c->len / PG, c->len / 1024);
 	uint64_t sz = 1;
 
 	if (why || !r)
@@ -485,13 +485,13 @@ static int setup_unmap_dirty(struct fctx *c)
 static long call_unmap_dirty(struct fctx *c)
 {
 	memset(c->bm, 0, sizeof(c->bm));
-	return dma_unmap_bitmap(c->container, IOVA_BASE, c->len, SZ_4K, sizeof(c->bm), c->bm);
+	return dma_unmap_bitmap(c->container, IOVA_BASE, c->len, PG, sizeof(c->bm), c->bm);
 }
 
 /* Every page of the mapping reported dirty (the group is not "pinned"). */
 static bool bitmap_full(struct fctx *c)
 {
-	size_t npages = c->len / SZ_4K;
+	size_t npages = c->len / PG;
 
 	for (size_t i = 0; i < npages; i++)
 		if (!(c->bm[i / 64] >> (i % 64) & 1))
@@ -501,7 +501,7 @@ static bool bitmap_full(struct fctx *c)
 
 static const char *check_unmap_dirty(struct fctx *c, long r)
 {
-	long pins = pins_outstanding(), npages = c->len / SZ_4K;
+	long pins = pins_outstanding(), npages = c->len / PG;
 
 	if (r == 0)
 		return pins != c->pins0 - npages ? "unmapped but pins not released" :
@@ -534,7 +534,7 @@ static const char *check_dirty_start(struct fctx *c, long r)
 static long call_get_bitmap(struct fctx *c)
 {
 	memset(c->bm, 0, sizeof(c->bm));
-	return dirty_get_bitmap(c->container, IOVA_BASE, c->len, SZ_4K, sizeof(c->bm), c->bm);
+	return dirty_get_bitmap(c->container, IOVA_BASE, c->len, PG, sizeof(c->bm), c->bm);
 }
 
 static const char *check_get_bitmap(struct fctx *c, long r)
@@ -608,7 +608,7 @@ static long call_unmap(struct fctx *c)
 
 static const char *check_unmap(struct fctx *c, long r)
 {
-	long pins = pins_outstanding(), npages = c->len / SZ_4K;
+	long pins = pins_outstanding(), npages = c->len / PG;
 
 	if (r == 0)
 		return pins != c->pins0 - npages ? "unmapped but pins not released" : NULL;
@@ -652,9 +652,9 @@ static long call_close_group(struct fctx *c)
 
 static const char *check_release(struct fctx *c, long r)
 {
-	long npages = c->len / SZ_4K;
+	long npages = c->len / PG;
 
-	if (pins_outstanding() != c->pins0 - npages || vmlck_kb() != c->lck0 - npages * 4)
+	if (pins_outstanding() != c->pins0 - npages || vmlck_kb() != c->lck0 - npages * (long)(PG / 1024))
 		return "release left pins or locked_vm behind";
 	return NULL;
 }
@@ -682,10 +682,10 @@ static long call_pin_on_attach(struct fctx *c)
 
 static const char *check_pin_on_attach(struct fctx *c, long r)
 {
-	long pins = pins_outstanding(), lck = vmlck_kb(), npages = c->len / SZ_4K;
+	long pins = pins_outstanding(), lck = vmlck_kb(), npages = c->len / PG;
 
 	/* The 4 mdev-pinned pages are accounted already. */
-	if (r == 0 && (pins != c->pins0 + npages || lck != c->lck0 + (npages - 4) * 4))
+	if (r == 0 && (pins != c->pins0 + npages || lck != c->lck0 + (npages - 4) * (long)(PG / 1024)))
 		return "attached but the mapping is not pinned and accounted once";
 	if (r != 0 && (pins != c->pins0 || lck != c->lck0))
 		return "failed attach changed pins/VmLck";
@@ -724,7 +724,7 @@ static const char *check_emu_pin(struct fctx *c, long r)
 
 	if (r == 0)
 		return held != NPAGES_EMU ? "driver does not hold the pins" :
-		       check_pinned(c, 0, NPAGES_EMU, NPAGES_EMU * 4);
+		       check_pinned(c, 0, NPAGES_EMU, NPAGES_EMU * PG / 1024);
 	if (held != 0)
 		return "failed pin_pages left pins with the driver";
 	return check_pinned(c, r, 0, 0);
@@ -751,22 +751,24 @@ static long call_close_dev(struct fctx *c)
 static const char *check_close_dev(struct fctx *c, long r)
 {
 	if (pins_outstanding() != c->pins0 - NPAGES_EMU ||
-	    vmlck_kb() != c->lck0 - NPAGES_EMU * 4)
+	    vmlck_kb() != c->lck0 - (long)(NPAGES_EMU * PG / 1024))
 		return "device close left pins or locked_vm behind";
 	return still_works(c) ? "container broken after the device closed" : NULL;
 }
 
-/* vfio_dma_rw of 8 KiB spanning three pages (offset 2 KiB). */
+/* vfio_dma_rw of 8 KiB from 2 KiB below a page boundary: it spans pages
+ * (three with 4 KiB pages, two with 64 KiB). */
 static uint8_t rw_data[TRM_DATA_MAX];
+#define RW_OFF (PG - 2048)
 
 static long call_emu_write(struct fctx *c)
 {
-	return mdev_send(c, TRM_OP_DMA_WRITE, IOVA_BASE + 2048, 0, rw_data, sizeof(rw_data));
+	return mdev_send(c, TRM_OP_DMA_WRITE, IOVA_BASE + RW_OFF, 0, rw_data, sizeof(rw_data));
 }
 
 static long call_emu_read(struct fctx *c)
 {
-	return mdev_send(c, TRM_OP_DMA_READ, IOVA_BASE + 2048, 0, NULL, sizeof(rw_data));
+	return mdev_send(c, TRM_OP_DMA_READ, IOVA_BASE + RW_OFF, 0, NULL, sizeof(rw_data));
 }
 
 static long result_emu_rw(struct fctx *c, long r)
@@ -776,14 +778,14 @@ static long result_emu_rw(struct fctx *c, long r)
 
 static const char *check_emu_write(struct fctx *c, long r)
 {
-	if (r == 0 && memcmp(c->buf + 2048, rw_data, sizeof(rw_data)))
+	if (r == 0 && memcmp(c->buf + RW_OFF, rw_data, sizeof(rw_data)))
 		return "dma_rw write succeeded but the memory differs";
 	return check_pinned(c, r, 0, 0);
 }
 
 static const char *check_emu_read(struct fctx *c, long r)
 {
-	if (r == 0 && memcmp(c->res.data, c->buf + 2048, sizeof(rw_data)))
+	if (r == 0 && memcmp(c->res.data, c->buf + RW_OFF, sizeof(rw_data)))
 		return "dma_rw read succeeded but the data differs";
 	return check_pinned(c, r, 0, 0);
 }
@@ -794,7 +796,7 @@ static const char *check_emu_read(struct fctx *c, long r)
  * before the first mapping is reported or removed. */
 static uint64_t dbm[NMAP_DIRTY * NPAGES_DIRTY / 64];
 
-#define DIRTY_MSIZE ((uint64_t)NPAGES_DIRTY * SZ_4K)
+#define DIRTY_MSIZE ((uint64_t)NPAGES_DIRTY * PG)
 
 /* The bit of page j (0 or 1) that dma_rw writes in mapping i: one in the
  * mapping's first bitmap word, one in its 65th. */
@@ -814,7 +816,7 @@ static int setup_emu_dirty(struct fctx *c)
 		r = dirty_pages(c->container, VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
 	for (int i = 0; !r && i < NMAP_DIRTY * 2; i++)
 		r = trm_result(c, mdev_send(c, TRM_OP_DMA_WRITE,
-					    IOVA_BASE + dirty_bit(i / 2, i % 2) * SZ_4K, 0,
+					    IOVA_BASE + dirty_bit(i / 2, i % 2) * PG, 0,
 					    "written", 8), 0);
 	c->avail0 = iommu_dma_avail(c->container);
 	return r;
@@ -837,14 +839,14 @@ static bool dbm_as_written(void)
 static long call_get_bitmap_emu(struct fctx *c)
 {
 	memset(dbm, 0, sizeof(dbm));
-	return dirty_get_bitmap(c->container, IOVA_BASE, NMAP_DIRTY * DIRTY_MSIZE, SZ_4K,
+	return dirty_get_bitmap(c->container, IOVA_BASE, NMAP_DIRTY * DIRTY_MSIZE, PG,
 				sizeof(dbm), dbm);
 }
 
 static long call_unmap_dirty_emu(struct fctx *c)
 {
 	memset(dbm, 0, sizeof(dbm));
-	return dma_unmap_bitmap(c->container, IOVA_BASE, NMAP_DIRTY * DIRTY_MSIZE, SZ_4K,
+	return dma_unmap_bitmap(c->container, IOVA_BASE, NMAP_DIRTY * DIRTY_MSIZE, PG,
 				sizeof(dbm), dbm);
 }
 
@@ -1059,7 +1061,7 @@ static void sweep(struct __test_metadata *_metadata, struct fctx *c, const struc
 static void fault_loop(struct __test_metadata *_metadata, struct fctx *c,
 		       const struct fop *op)
 {
-	c->scratch = anon_populated(SZ_4K);
+	c->scratch = anon_populated(PG);
 	ASSERT_NE(NULL, c->scratch);
 	sweep(_metadata, c, op, SWEEP_FAIL_NTH);
 	if (!backend_is_c() && FAIL_FUNCTION_SAFE)
@@ -1067,7 +1069,7 @@ static void fault_loop(struct __test_metadata *_metadata, struct fctx *c,
 	else if (!backend_is_c())
 		ksft_print_msg("%s [fail_function]: not run: this kernel's should_fail() takes the crng lock in the kprobe's NMI context (a lockdep report of its own, Linux 6.12)\n",
 			       op->name);
-	munmap(c->scratch, SZ_4K);
+	munmap(c->scratch, PG);
 }
 
 /* --- no IOMMU work after a failed iommu_map ------------------------------- */
@@ -1183,14 +1185,14 @@ static const char *check_map_traced(struct fctx *c, long r)
  * physically adjacent, so a GUP batch holds many runs. */
 static void *anon_scattered(size_t len)
 {
-	char *p = mmap_aligned(len, SZ_4K, PROT_READ | PROT_WRITE);
+	char *p = mmap_aligned(len, PG, PROT_READ | PROT_WRITE);
 
 	if (!p)
 		return NULL;
 	madvise(p, len, MADV_NOHUGEPAGE);
-	for (size_t off = SZ_4K; off < len; off += 2 * SZ_4K)
+	for (size_t off = PG; off < len; off += 2 * PG)
 		p[off] = 1;
-	for (size_t off = 0; off < len; off += 2 * SZ_4K)
+	for (size_t off = 0; off < len; off += 2 * PG)
 		p[off] = 1;
 	return p;
 }
@@ -1244,14 +1246,14 @@ FIXTURE_TEARDOWN(fault)
 
 static void small_4k(struct __test_metadata *_metadata, struct fctx *c)
 {
-	c->len = NPAGES_UNMAP * SZ_4K;
+	c->len = NPAGES_UNMAP * PG;
 	c->buf = anon_populated(c->len);
 	ASSERT_NE(NULL, c->buf);
 }
 
 static void big_4k(struct __test_metadata *_metadata, struct fctx *c)
 {
-	c->len = NPAGES_BIG * SZ_4K;
+	c->len = NPAGES_BIG * PG;
 	c->buf = anon_populated(c->len);
 	ASSERT_NE(NULL, c->buf);
 }
@@ -1268,7 +1270,7 @@ TEST_F_TIMEOUT(fault, map_dma_4k, 600)
 
 TEST_F_TIMEOUT(fault, map_dma_4k_fault_in, 300)
 {
-	self->c.len = NPAGES_FAULTIN * SZ_4K;
+	self->c.len = NPAGES_FAULTIN * PG;
 	self->c.buf_faultin = true;
 	fault_loop(_metadata, &self->c, &(struct fop){ .name = "map_dma_4k_fault_in",
 		.setup = setup_map, .call = call_map, .check = check_map });
@@ -1278,14 +1280,21 @@ TEST_F_TIMEOUT(fault, map_dma_thp, 300)
 {
 	struct fctx *c = &self->c;
 	long thp0 = meminfo_kb("AnonHugePages");
+	uint64_t thp = thp_size();
 
-	c->len = 2 * SZ_2M;
-	c->buf = mmap_aligned(c->len, SZ_2M, PROT_READ | PROT_WRITE);
+	/* Two THPs: 2 x 2 MiB with 4 KiB pages, 2 x 512 MiB with 64 KiB. */
+	if (!thp)
+		SKIP(return, "no THP (hpage_pmd_size unreadable)");
+	if (2 * thp > meminfo_kb("MemAvailable") * 1024ULL / 2)
+		SKIP(return, "two THPs of %llu MiB need more than half the available memory",
+		     (unsigned long long)(thp >> 20));
+	c->len = 2 * thp;
+	c->buf = mmap_aligned(c->len, thp, PROT_READ | PROT_WRITE);
 	ASSERT_NE(NULL, c->buf);
 	if (madvise(c->buf, c->len, MADV_HUGEPAGE))
 		SKIP(return, "madvise(MADV_HUGEPAGE): %s", strerror(errno));
 	memset(c->buf, 0x22, c->len);
-	if (meminfo_kb("AnonHugePages") < thp0 + 4096)
+	if (meminfo_kb("AnonHugePages") < thp0 + (long)(2 * thp >> 10))
 		SKIP(return, "no THP was allocated");
 	fault_loop(_metadata, c, &(struct fop){ .name = "map_dma_thp", .setup = setup_map,
 		.call = call_map, .check = check_map });
@@ -1293,21 +1302,21 @@ TEST_F_TIMEOUT(fault, map_dma_thp, 300)
 
 TEST_F_TIMEOUT(fault, map_dma_hugetlb, 300)
 {
-	static const char *paths[] = {
-		"/proc/sys/vm/nr_hugepages",
-		"/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
-	};
+	/* The 2 MiB pool by its own controls: the default hugepage size
+	 * (/proc/sys/vm/nr_hugepages, HugePages_Free) is 512 MiB with 64 KiB
+	 * pages, where 2 MiB are contiguous PTEs. */
+#define POOL_2M "/sys/kernel/mm/hugepages/hugepages-2048kB/"
 	struct fctx *c = &self->c;
-	long old = -1;
+	long old;
 
-	for (unsigned int i = 0; i < 2 && old < 0; i++) {
-		old = read_long(paths[i]);
-		c->nr_huge_path = paths[i];
-	}
+	if (!hugetlb_size_offered(SZ_2M))
+		SKIP(return, "the kernel offers no 2 MiB hugetlb pages");
+	c->nr_huge_path = POOL_2M "nr_hugepages";
+	old = read_long(c->nr_huge_path);
 	if (old < 0)
 		SKIP(return, "no nr_hugepages control");
 	c->old_nr_huge = old;
-	if (write_long(c->nr_huge_path, old + 2) || meminfo_kb("HugePages_Free") < 2)
+	if (write_long(c->nr_huge_path, old + 2) || read_long(POOL_2M "free_hugepages") < 2)
 		SKIP(return, "cannot reserve two 2M hugepages");
 	c->len = 2 * SZ_2M;
 	c->buf = mmap(NULL, c->len, PROT_READ | PROT_WRITE,
@@ -1340,10 +1349,10 @@ TEST_F_TIMEOUT(fault, map_dma_no_map_after_failure, 300)
 	}
 	c->old_disable_hp = backend_param_read_bool("disable_hugepages");
 	ASSERT_LE(0, c->old_disable_hp);
-	c->len = NPAGES_BIG * SZ_4K;
+	c->len = NPAGES_BIG * PG;
 	c->buf = anon_scattered(c->len);
 	ASSERT_NE(NULL, c->buf);
-	c->scratch = anon_populated(SZ_4K);
+	c->scratch = anon_populated(PG);
 	ASSERT_NE(NULL, c->scratch);
 	for (int single = 1; single >= 0; single--) {
 		ASSERT_EQ(0, backend_param_write("disable_hugepages", single));
@@ -1352,7 +1361,7 @@ TEST_F_TIMEOUT(fault, map_dma_no_map_after_failure, 300)
 			.setup = setup_map_traced, .call = call_map, .check = check_map_traced },
 		      SWEEP_FAIL_NTH);
 	}
-	munmap(c->scratch, SZ_4K);
+	munmap(c->scratch, PG);
 	ksft_print_msg("iommu_map: %u calls traced, %u failed\n", mt.calls, mt.failed);
 	EXPECT_GT(mt.failed, 0u) TH_LOG("no iommu_map() failed: nothing was checked");
 }
@@ -1419,7 +1428,7 @@ TEST_F_TIMEOUT(fault, attach_pin_on_attach, 600)
 TEST_F_TIMEOUT(fault, emulated_pin_pages, 300)
 {
 	ASSERT_EQ(0, mdev_create(&self->c)) TH_LOG("cannot create a test mdev");
-	self->c.len = NPAGES_EMU * SZ_4K;
+	self->c.len = NPAGES_EMU * PG;
 	self->c.buf = anon_populated(self->c.len);
 	ASSERT_NE(NULL, self->c.buf);
 	fault_loop(_metadata, &self->c, &(struct fop){ .name = "emulated_pin_pages",
@@ -1430,7 +1439,7 @@ TEST_F_TIMEOUT(fault, emulated_pin_pages, 300)
 TEST_F_TIMEOUT(fault, emulated_dma_rw, 300)
 {
 	ASSERT_EQ(0, mdev_create(&self->c)) TH_LOG("cannot create a test mdev");
-	self->c.len = NPAGES_EMU * SZ_4K;
+	self->c.len = NPAGES_EMU * PG;
 	self->c.buf = anon_populated(self->c.len);
 	ASSERT_NE(NULL, self->c.buf);
 	for (size_t i = 0; i < sizeof(rw_data); i++)
@@ -1447,7 +1456,7 @@ TEST_F_TIMEOUT(fault, emulated_dirty_bitmap_mappings, 300)
 {
 	ASSERT_EQ(0, mdev_create(&self->c)) TH_LOG("cannot create a test mdev");
 	self->c.len = NMAP_DIRTY * DIRTY_MSIZE;
-	self->c.buf = mmap_aligned(self->c.len, SZ_4K, PROT_READ | PROT_WRITE);
+	self->c.buf = mmap_aligned(self->c.len, PG, PROT_READ | PROT_WRITE);
 	ASSERT_NE(NULL, self->c.buf);
 	fault_loop(_metadata, &self->c, &(struct fop){ .name = "emulated_get_bitmap_mappings",
 		.setup = setup_emu_dirty, .call = call_get_bitmap_emu,
@@ -1504,7 +1513,7 @@ TEST_F_TIMEOUT(fault, release_last_group, 300)
 TEST_F_TIMEOUT(fault, emulated_close_device, 300)
 {
 	ASSERT_EQ(0, mdev_create(&self->c)) TH_LOG("cannot create a test mdev");
-	self->c.len = NPAGES_EMU * SZ_4K;
+	self->c.len = NPAGES_EMU * PG;
 	self->c.buf = anon_populated(self->c.len);
 	ASSERT_NE(NULL, self->c.buf);
 	fault_loop(_metadata, &self->c, &(struct fop){ .name = "emulated_close_device",
