@@ -9,14 +9,16 @@
  *     sections=size,count,dirty,kmem   which parts to run [all four]
  *     sizes=2,32,256,1024,2048         size sweep, MiB, even     [these]
  *     kinds=4k,thp,hugetlb             size sweep memory kinds   [these]
+ *                                      ("4k": base pages, PG bytes each)
  *     rounds=3                         size sweep rounds (median)
  *     floor=1                          time the pin-only floor beside MAP
  *     counts=1,1024,16384,65535        count sweep               [these]
  *     cpages=4k,2m                     count sweep mapping sizes [these]
+ *                                      ("4k": one base page)
  *     crounds=1                        count sweep rounds (median), N >= 16384
  *     crounds_small=5                  count sweep rounds (median), N < 16384
- *     cbufs=8                          2m: distinct 2 MiB THP buffers reused
- *     dirty_mib=1024 drounds=3         GET_BITMAP over this much 4 KiB memory
+ *     cbufs=8                          2m: distinct 2 MiB buffers reused
+ *     dirty_mib=1024 drounds=3         GET_BITMAP over this much base-page memory
  *     kmem_mib=1024 krounds=1          module memory per mapped GiB
  *
  * One container, one single-device group, TYPE1v2. Every result is one line
@@ -27,7 +29,13 @@
  * (the second when a cell cannot be measured: hugetlb pages missing, the
  * floor unavailable). Lines starting with '#' are details. Sections:
  *
- *  size   kind 4k (MADV_NOHUGEPAGE), thp (MADV_HUGEPAGE, 2 MiB aligned),
+ *  Page sizes come from the kernel: kind "4k" is base pages of the
+ *  kernel's page size (PG: 4 KiB, or 64 KiB on arm64 64K kernels), thp
+ *  is aligned to the THP size (2 MiB, or 512 MiB with 64 KiB pages),
+ *  hugetlb is always 2 MiB pages (PMDs, or contiguous PTEs with 64 KiB
+ *  pages). The first line says which: "# bench: page_size=... thp_size=...".
+ *
+ *  size   kind 4k (MADV_NOHUGEPAGE), thp (MADV_HUGEPAGE, THP aligned),
  *         hugetlb (MAP_HUGETLB 2 MiB): one buffer of the largest size,
  *         touched once; each size maps a prefix at IOVA 1 GiB and unmaps it,
  *         map_s / unmap_s are medians over the rounds. Untimed checks: every
@@ -38,15 +46,17 @@
  *         vfio_rs_pinfloor module (/dev/vfio_rs_pinfloor: one
  *         pin_user_pages_fast(FOLL_WRITE|FOLL_LONGTERM) + account_locked_vm,
  *         as io_uring does) if loaded. "note=unavailable: ..." otherwise.
- *  count  kind 4k (distinct pages) or 2m (cbufs 2 MiB THP buffers, the same
- *         ones at many IOVAs): map N mappings (map_us per mapping), unmap
+ *  count  kind 4k (one base page each: distinct pages, at most 256 MiB of
+ *         them, then reused) or 2m (cbufs 2 MiB buffers, the same ones at
+ *         many IOVAs: THP where the THP size is 2 MiB, else 2 MiB hugetlb
+ *         pages): map N mappings (map_us per mapping), unmap
  *         them one by one (unmap1_us), map them again and UNMAP_DMA with
  *         VFIO_DMA_UNMAP_FLAG_ALL (unmapall_us).
  *  dirty  kind 4k x=MiB: MAP, then drounds times DIRTY_PAGES START
- *         (start_s), GET_BITMAP at 4 KiB over the whole mapping (get_s),
+ *         (start_s), GET_BITMAP at PG over the whole mapping (get_s),
  *         STOP (stop_s) (medians), UNMAP.
  *  kmem   (first, in a container of its own: a fresh IOMMU domain)
- *         kind 4k-frag x=MiB: 4 KiB pages touched in scattered order, one
+ *         kind 4k-frag x=MiB: base pages touched in scattered order, one
  *         MAP held while measuring the deltas of /proc/meminfo Slab and
  *         VmallocUsed and /proc/vmstat nr_iommu_pages (IOMMU page tables),
  *         in bytes per mapped GiB: slab_B, vmalloc_B, iommupt_B, total_B;
@@ -290,6 +300,10 @@ static void thp_madvise_mode(void)
 	}
 }
 
+/* The 2 MiB hugetlb pool by its own control: /proc/sys/vm/nr_hugepages is
+ * the default size's, 512 MiB with 64 KiB pages. */
+#define HUGE_2M_NR "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+
 /* A buffer of one kind, touched; NULL with *why set if it cannot be had. */
 struct buf {
 	void *p;
@@ -310,15 +324,19 @@ static bool buf_alloc(struct buf *b, const char *kind, uint64_t size, char *why,
 			die_msg("4k: madvise(MADV_NOHUGEPAGE): %s", strerror(errno));
 	} else if (!strcmp(kind, "thp")) {
 		thp_madvise_mode();
-		b->p = mmap_aligned(size, SZ_2M, PROT_READ | PROT_WRITE);
+		b->p = mmap_aligned(size, thp_size() ? thp_size() : SZ_2M, PROT_READ | PROT_WRITE);
 		if (!b->p)
 			die_msg("thp: mmap %llu bytes: %s", (unsigned long long)size, strerror(errno));
 		if (madvise(b->p, size, MADV_HUGEPAGE))
 			die_msg("thp: madvise(MADV_HUGEPAGE): %s", strerror(errno));
 	} else if (!strcmp(kind, "hugetlb")) {
-		const char *path = "/proc/sys/vm/nr_hugepages";
-		long want = size / SZ_2M + 4, before = read_long(path), got;
+		long want = size / SZ_2M + 4, before = read_long(HUGE_2M_NR), got;
+		const char *path = HUGE_2M_NR;
 
+		if (!hugetlb_size_offered(SZ_2M)) {
+			snprintf(why, wlen, "the kernel offers no 2 MiB hugetlb pages");
+			return false;
+		}
 		if (before < 0) {
 			snprintf(why, wlen, "cannot read %s", path);
 			return false;
@@ -355,7 +373,7 @@ static void buf_free(struct buf *b)
 {
 	if (munmap(b->p, b->size))
 		die_msg("munmap: %s", strerror(errno));
-	if (b->hugetlb_before >= 0 && write_long("/proc/sys/vm/nr_hugepages", b->hugetlb_before))
+	if (b->hugetlb_before >= 0 && write_long(HUGE_2M_NR, b->hugetlb_before))
 		die_msg("cannot restore nr_hugepages to %ld", b->hugetlb_before);
 }
 
@@ -467,9 +485,9 @@ static void floor_cells(const char *kind, struct buf *b)
 			if (r)
 				die_msg("floor %s %ld MiB: PINFLOOR_PIN: %s", kind, opt.sizes[s],
 					strerror(-r));
-			if (pins0 != LONG_MIN && pins_outstanding() - pins0 != (long)(size / SZ_4K))
+			if (pins0 != LONG_MIN && pins_outstanding() - pins0 != (long)(size / PG))
 				die_msg("floor %s: %ld pages pinned, expected %llu", kind,
-					pins_outstanding() - pins0, (unsigned long long)(size / SZ_4K));
+					pins_outstanding() - pins0, (unsigned long long)(size / PG));
 			t0 = now();
 			r = xioctl(pf, PINFLOOR_UNPIN, 0);
 			tunpin[i] = now() - t0;
@@ -501,9 +519,9 @@ static void size_cell(int container, const char *kind, void *p, long mib)
 		/* Not timed: every page is pinned once while mapped, and
 		 * unpinned when UNMAP_DMA returns (nothing deferred). */
 		pins = pins_outstanding();
-		if (pins0 != LONG_MIN && pins - pins0 != (long)(size / SZ_4K))
+		if (pins0 != LONG_MIN && pins - pins0 != (long)(size / PG))
 			die_msg("size %s %ld MiB round %d: %ld pages pinned after MAP_DMA, expected %llu",
-				kind, mib, i, pins - pins0, (unsigned long long)(size / SZ_4K));
+				kind, mib, i, pins - pins0, (unsigned long long)(size / PG));
 		unmapped = UINT64_MAX;
 		t0 = now();
 		r = dma_unmap(container, BENCH_IOVA, size, 0, &unmapped);
@@ -587,9 +605,9 @@ static void count_cell(int container, const char *kind, char *p, uint64_t msize,
 			if (pass == 0)
 				tmap[i] = now() - t0;
 			if (pins0 != LONG_MIN &&
-			    pins_outstanding() - pins0 != (long)(n * (msize / SZ_4K)))
+			    pins_outstanding() - pins0 != (long)(n * (msize / PG)))
 				die_msg("count %s n=%ld: %ld pages pinned, expected %ld", kind, n,
-					pins_outstanding() - pins0, (long)(n * (msize / SZ_4K)));
+					pins_outstanding() - pins0, (long)(n * (msize / PG)));
 			t0 = now();
 			if (pass == 0) {
 				for (long m = 0; m < n; m++) {
@@ -626,23 +644,37 @@ static void section_count(int container)
 	for (int c = 0; c < opt.ncounts; c++)
 		max = opt.counts[c] > max ? opt.counts[c] : max;
 	if (in_list(opt.cpages, "4k")) {
+		/* Distinct pages up to 256 MiB (65535 with 4 KiB pages, so
+		 * all distinct there), then reused: 65535 distinct 64 KiB
+		 * pages would need 4 GiB. */
+		long npg = max < (long)((256ULL << 20) / PG) ? max : (long)((256ULL << 20) / PG);
 		struct buf b;
 		char why[128];
 
-		buf_alloc(&b, "4k", max * SZ_4K, why, sizeof(why));
+		buf_alloc(&b, "4k", npg * PG, why, sizeof(why));
+		printf("# count kind=4k: mappings of one %llu KiB page, %ld distinct pages\n",
+		       (unsigned long long)(PG >> 10), npg);
 		for (int c = 0; c < opt.ncounts; c++)
-			count_cell(container, "4k", b.p, SZ_4K, max, opt.counts[c]);
+			count_cell(container, "4k", b.p, PG, npg, opt.counts[c]);
 		buf_free(&b);
 	}
 	if (in_list(opt.cpages, "2m")) {
+		/* 2 MiB of contiguous memory per mapping: THP where that is
+		 * the THP size, else 2 MiB hugetlb pages (with 64 KiB pages a
+		 * THP is 512 MiB; 2 MiB are contiguous PTEs). */
+		const char *kind = thp_size() == SZ_2M ? "thp" : "hugetlb";
 		struct buf b;
 		char why[128];
-		long thp;
 
-		buf_alloc(&b, "thp", opt.cbufs * SZ_2M, why, sizeof(why));
-		thp = anon_huge_kb();
-		printf("# count kind=2m: %d buffers of 2 MiB THP (AnonHugePages %ld kB), each mapped at many IOVAs\n",
-		       opt.cbufs, thp);
+		if (!buf_alloc(&b, kind, opt.cbufs * SZ_2M, why, sizeof(why))) {
+			for (int c = 0; c < opt.ncounts; c++) {
+				RES("count", "2m", opt.counts[c]);
+				printf(" note=skipped: %s\n", why);
+			}
+			return;
+		}
+		printf("# count kind=2m: %d buffers of 2 MiB %s (AnonHugePages %ld kB), each mapped at many IOVAs\n",
+		       opt.cbufs, kind, anon_huge_kb());
 		for (int c = 0; c < opt.ncounts; c++)
 			count_cell(container, "2m", b.p, SZ_2M, opt.cbufs, opt.counts[c]);
 		buf_free(&b);
@@ -660,7 +692,7 @@ static long dirty_ctl(int container, uint32_t flags)
 
 static void section_dirty(int container)
 {
-	uint64_t size = (uint64_t)opt.dirty_mib << 20, npages = size / SZ_4K;
+	uint64_t size = (uint64_t)opt.dirty_mib << 20, npages = size / PG;
 	size_t bmsize = (npages + 63) / 64 * 8;
 	double tget[MAX_ROUNDS], tstart[MAX_ROUNDS], tstop[MAX_ROUNDS], t0;
 	uint64_t *bitmap = calloc(1, bmsize);
@@ -692,7 +724,7 @@ static void section_dirty(int container)
 		req.hdr.flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
 		req.get.iova = BENCH_IOVA;
 		req.get.size = size;
-		req.get.bitmap.pgsize = SZ_4K;
+		req.get.bitmap.pgsize = PG;
 		req.get.bitmap.size = bmsize;
 		req.get.bitmap.data = (__u64 *)bitmap;
 		memset(bitmap, 0, bmsize);
@@ -757,7 +789,7 @@ static long record_bytes_sum(void)
 
 static void section_kmem(int container)
 {
-	uint64_t size = (uint64_t)opt.kmem_mib << 20, npages = size / SZ_4K;
+	uint64_t size = (uint64_t)opt.kmem_mib << 20, npages = size / PG;
 	double slab[MAX_ROUNDS], vm[MAX_ROUNDS], pt[MAX_ROUNDS], tot[MAX_ROUNDS], rec[MAX_ROUNDS];
 	double per_gib = (double)SZ_1G / size;
 	bool have_rec = true, have_pt = true;
@@ -779,7 +811,7 @@ static void section_kmem(int container)
 	(void)why;
 	for (uint64_t i = 0; i < npages; i++) {
 		x = (x * 2654435761ULL + 1) % npages;	/* LCG: full period when npages is 2^k */
-		((char *)b.p)[(npages & (npages - 1) ? i : x) * SZ_4K] = 1;
+		((char *)b.p)[(npages & (npages - 1) ? i : x) * PG] = 1;
 	}
 	memset(b.p, 0x5a, size);	/* anything x missed (npages not 2^k) */
 	for (int i = 0; i < opt.krounds; i++) {
@@ -826,6 +858,8 @@ int main(int argc, char **argv)
 
 	parse_args(argc, argv);
 	printf("# bench: sections %s\n", opt.sections);
+	printf("# bench: page_size=%llu thp_size=%llu\n", (unsigned long long)PG,
+	       (unsigned long long)thp_size());
 	/* kmem first, in a container of its own: a fresh IOMMU domain, whose
 	 * page tables hold nothing left over from other sections. */
 	if (in_list(opt.sections, "kmem")) {
