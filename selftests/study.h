@@ -16,9 +16,10 @@
  *     with a kernel stack trace if asked (options/stacktrace).
  *  3. The flow, one VFIO step at a time, as QEMU does it, with a trace
  *     marker "STEP n name description" written before each step: open the
- *     container, SET_CONTAINER, SET_IOMMU, MAP_DMA of scattered 4 KiB pages
- *     and of a 2 MiB hugetlb page, a second group joining (merged onto the
- *     domain), UNMAP_DMA of each, the two groups leaving, close.
+ *     container, SET_CONTAINER, SET_IOMMU, MAP_DMA of scattered base pages
+ *     (PG: 4 KiB, or 64 KiB) and of a 2 MiB hugetlb page, a second group
+ *     joining (merged onto the domain), UNMAP_DMA of each, the two groups
+ *     leaving, close.
  *  4. A parser of the instance's trace into events (step, name, arguments,
  *     stack), and the counts the study and the test are about: domains
  *     allocated, device table entries written, page table leaves and their
@@ -498,14 +499,15 @@ static const char *const study_step_name[STUDY_NSTEPS + 1] = {
 	[STEP_CLOSE] = "close",
 };
 
-#define STUDY_PAGES	8		/* scattered 4 KiB pages mapped in map-4k */
+#define STUDY_PAGES	8		/* scattered base pages (PG) mapped in map-4k */
 #define STUDY_IOVA_4K	IOVA_BASE
 #define STUDY_IOVA_2M	IOVA_1G
 
 struct study_flow {
 	const char *module;	/* the backend expected to serve */
 	bool served;		/* it held the container after SET_IOMMU */
-	int runs;		/* physically contiguous runs of the 4 KiB pages */
+	int runs;		/* physically contiguous runs of the base pages */
+	uint64_t iova_pgsizes;	/* the container's, after SET_IOMMU (0: unknown) */
 	bool huge;		/* map-2m mapped a 2 MiB hugetlb page */
 	char huge_why[128];	/* why not */
 	int failed_step;	/* 0, or the step that failed */
@@ -596,17 +598,21 @@ static inline char *study_scattered_pages(int *runs)
 	return dst;
 }
 
+/* The 2 MiB hugetlb pool by its own controls, whatever the default huge
+ * page size (512 MiB with 64 KiB pages, where 2 MiB are contiguous PTEs). */
+#define STUDY_POOL_2M "/sys/kernel/mm/hugepages/hugepages-2048kB/"
+
 /* A 2 MiB hugetlb page (one more in the pool if none is free: *added);
  * NULL and why if there is none. */
 static inline char *study_huge_page(bool *added, char *why, size_t whylen)
 {
-	const char *nr = "/proc/sys/vm/nr_hugepages";
-	long free = meminfo_kb("HugePages_Free"), total = read_long(nr);
+	const char *nr = STUDY_POOL_2M "nr_hugepages";
+	long free = read_long(STUDY_POOL_2M "free_hugepages"), total = read_long(nr);
 	char *p;
 
 	*added = false;
-	if (meminfo_kb("Hugepagesize") != 2048) {
-		snprintf(why, whylen, "the default huge page size is not 2 MiB");
+	if (!hugetlb_size_offered(SZ_2M)) {
+		snprintf(why, whylen, "the kernel offers no 2 MiB hugetlb pages");
 		return NULL;
 	}
 	if (free < 1 && total >= 0) {
@@ -683,12 +689,19 @@ static inline int study_flow(struct study_flow *fl, const char *module)
 		goto out;
 	}
 	fl->served = sysfs_module_refcnt(module) > 0;
+	{
+		struct vfio_iommu_type1_info info = { .argsz = sizeof(info) };
+
+		if (!xioctl(container, VFIO_IOMMU_GET_INFO, (unsigned long)&info) &&
+		    (info.flags & VFIO_IOMMU_INFO_PGSIZES))
+			fl->iova_pgsizes = info.iova_pgsizes;
+	}
 	study_step(STEP_MAP_4K,
-		   "VFIO_IOMMU_MAP_DMA of %d x 4 KiB pages at iova 0x%llx (physically: %d runs)",
-		   STUDY_PAGES, STUDY_IOVA_4K, fl->runs);
+		   "VFIO_IOMMU_MAP_DMA of %d x %llu KiB pages at iova 0x%llx (physically: %d runs)",
+		   STUDY_PAGES, (unsigned long long)(PG >> 10), STUDY_IOVA_4K, fl->runs);
 	r = dma_map(container, STUDY_IOVA_4K, pages, STUDY_PAGES * PG, DMA_RW);
 	if (r) {
-		study_fail(fl, STEP_MAP_4K, "MAP_DMA 4 KiB pages", r);
+		study_fail(fl, STEP_MAP_4K, "MAP_DMA base pages", r);
 		goto out;
 	}
 	if (huge) {
@@ -710,10 +723,11 @@ static inline int study_flow(struct study_flow *fl, const char *module)
 		study_fail(fl, STEP_MERGE, "second SET_CONTAINER", group2);
 		goto out;
 	}
-	study_step(STEP_UNMAP_4K, "VFIO_IOMMU_UNMAP_DMA of the %d x 4 KiB mapping", STUDY_PAGES);
+	study_step(STEP_UNMAP_4K, "VFIO_IOMMU_UNMAP_DMA of the %d x %llu KiB mapping", STUDY_PAGES,
+		   (unsigned long long)(PG >> 10));
 	r = dma_unmap(container, STUDY_IOVA_4K, STUDY_PAGES * PG, 0, NULL);
 	if (r) {
-		study_fail(fl, STEP_UNMAP_4K, "UNMAP_DMA 4 KiB pages", r);
+		study_fail(fl, STEP_UNMAP_4K, "UNMAP_DMA base pages", r);
 		goto out;
 	}
 	if (fl->huge) {
@@ -754,7 +768,7 @@ out:
 	if (huge)
 		munmap(huge, SZ_2M);
 	if (added)
-		write_long("/proc/sys/vm/nr_hugepages", read_long("/proc/sys/vm/nr_hugepages") - 1);
+		write_long(STUDY_POOL_2M "nr_hugepages", read_long(STUDY_POOL_2M "nr_hugepages") - 1);
 	return ret;
 }
 
@@ -1037,7 +1051,8 @@ struct study_counts {
 	long domains_allocated, domains_freed, attaches;
 	long cd_writes, ste_writes, context_writes;	/* device table entries */
 	long map_calls;			/* page table map calls of the driver */
-	long leaves_4k, leaves_2m, leaves_other;	/* leaf entries written */
+	long leaves_pg, leaves_2m, leaves_other;	/* leaf entries written: of PG,
+							 * of 2 MiB, of other sizes */
 	long tlbi;			/* TLB invalidation commands/descriptors */
 };
 
@@ -1045,8 +1060,8 @@ struct study_counts {
 static inline void study_count_leaves(struct study_counts *c, unsigned long long sz, long n)
 {
 	c->map_calls++;
-	if (sz == SZ_4K)
-		c->leaves_4k += n;
+	if (sz == PG)
+		c->leaves_pg += n;
 	else if (sz == SZ_2M)
 		c->leaves_2m += n;
 	else
@@ -1124,8 +1139,8 @@ static inline void study_counts(const struct study_trace *t, int step, struct st
 			if (!strcmp(t->ev[j].name, "vtdss_pt_install_leaf_entry"))
 				leaves++;
 		len = study_arg(e, "len", 0);
-		if (leaves && len == SZ_4K * (unsigned long long)leaves)
-			c->leaves_4k += leaves;
+		if (leaves && len == PG * (unsigned long long)leaves)
+			c->leaves_pg += leaves;
 		else if (leaves && len == SZ_2M * (unsigned long long)leaves)
 			c->leaves_2m += leaves;
 		else

@@ -2,7 +2,7 @@
 /*
  * The key facts of `make study` (docs/attach-flow.md), checked on every
  * suite run so that they cannot rot: the study flow (study.h: SET_IOMMU,
- * MAP_DMA of scattered 4 KiB pages and of a 2 MiB hugetlb page, a second
+ * MAP_DMA of scattered base pages and of a 2 MiB hugetlb page, a second
  * group merging, UNMAP_DMA of each, detach) is walked once on the backend
  * under test with kprobe events on the iommu core and the IOMMU driver, and
  * what the driver did is checked:
@@ -10,9 +10,12 @@
  *   - SET_IOMMU allocates one paging domain and reaches the driver's attach
  *     (arm_smmu_attach_dev / intel_iommu_attach_device), which writes the
  *     device's table entries (a CD and an STE / a VT-d context entry);
- *   - MAP_DMA writes one page-table leaf per 4 KiB page, one io-pgtable call
- *     per physically contiguous run, and the 2 MiB hugetlb page as one 2 MiB
- *     block (level-2 block on arm64, superpage on VT-d), not 512 pages;
+ *   - MAP_DMA writes one page-table leaf per base page (PG: 4 KiB, or
+ *     64 KiB), one io-pgtable call per physically contiguous run, and the
+ *     2 MiB hugetlb page in one call as leaves of the largest IOMMU page
+ *     size that fits (iova_pgsizes): one 2 MiB block (level-2 block on
+ *     arm64, superpage on VT-d), not 512 pages, with 4 KiB pages; 32 leaves
+ *     of 64 KiB with a 64 KiB granule (64K | 512M);
  *   - the second group is merged: one domain allocated for it and freed
  *     again, nothing mapped anew; every domain allocated is freed;
  *   - every UNMAP_DMA invalidates the IOTLB, and (when the other backend can
@@ -191,34 +194,57 @@ TEST(map_4k_writes_one_page_entry_per_page)
 
 	NEED_RUN();
 	study_counts(&S.trace, STEP_MAP_4K, &c);
-	ksft_print_msg("map-4k: %d pages in %d runs: %ld map call(s), leaves %ld x 4K, %ld x 2M, %ld other\n",
-		       STUDY_PAGES, S.flow.runs, c.map_calls, c.leaves_4k, c.leaves_2m,
-		       c.leaves_other);
+	ksft_print_msg("map-4k: %d pages of %llu KiB in %d runs: %ld map call(s), leaves %ld x %lluK, %ld x 2M, %ld other\n",
+		       STUDY_PAGES, (unsigned long long)(PG >> 10), S.flow.runs, c.map_calls,
+		       c.leaves_pg, (unsigned long long)(PG >> 10), c.leaves_2m, c.leaves_other);
 	/* One map call per physically contiguous run, in both modules. */
 	EXPECT_EQ(S.flow.runs, c.map_calls);
 	if (!leaves_observable())
 		SKIP_REST(return, "page-table leaves not observable: %s",
 		     "vtdss_pt_install_leaf_entry is inlined in this kernel");
-	EXPECT_EQ(STUDY_PAGES, c.leaves_4k);
+	EXPECT_EQ(STUDY_PAGES, c.leaves_pg);
 	EXPECT_EQ(0, c.leaves_2m + c.leaves_other);
+}
+
+/* The largest IOMMU page size of the container that is at most 2 MiB (the
+ * hugetlb page is 2 MiB aligned in IOVA and physically); 0 if unknown. */
+static uint64_t leaf_size_2m(uint64_t pgsizes)
+{
+	pgsizes &= 2 * SZ_2M - 1;
+	return pgsizes ? 1ULL << (63 - __builtin_clzll(pgsizes)) : 0;
 }
 
 TEST(map_2m_hugetlb_writes_one_block_not_512_pages)
 {
 	struct study_counts c;
+	uint64_t leaf;
 
 	NEED_RUN();
 	if (!S.flow.huge)
 		SKIP(return, "no 2 MiB hugetlb page: %s", S.flow.huge_why);
+	leaf = leaf_size_2m(S.flow.iova_pgsizes);
 	study_counts(&S.trace, STEP_MAP_2M, &c);
-	ksft_print_msg("map-2m: %ld map call(s), leaves %ld x 2M, %ld x 4K, %ld other\n",
-		       c.map_calls, c.leaves_2m, c.leaves_4k, c.leaves_other);
+	ksft_print_msg("map-2m: iova_pgsizes %#llx: %ld map call(s), leaves %ld x 2M, %ld x %lluK, %ld other\n",
+		       (unsigned long long)S.flow.iova_pgsizes, c.map_calls, c.leaves_2m,
+		       c.leaves_pg, (unsigned long long)(PG >> 10), c.leaves_other);
 	EXPECT_EQ(1, c.map_calls);
 	if (!leaves_observable())
 		SKIP_REST(return, "page-table leaves not observable: %s",
 		     "vtdss_pt_install_leaf_entry is inlined in this kernel");
-	EXPECT_EQ(1, c.leaves_2m);
-	EXPECT_EQ(0, c.leaves_4k + c.leaves_other);
+	ASSERT_NE(0ULL, (unsigned long long)leaf) TH_LOG("GET_INFO gave no iova_pgsizes at or below 2 MiB");
+	if (leaf == SZ_2M) {
+		EXPECT_EQ(1, c.leaves_2m);
+		EXPECT_EQ(0, c.leaves_pg + c.leaves_other);
+	} else if (leaf == PG) {
+		/* No 2 MiB IOMMU page: base-page leaves (32 of 64 KiB). */
+		EXPECT_EQ((long)(SZ_2M / PG), c.leaves_pg);
+		EXPECT_EQ(0, c.leaves_2m + c.leaves_other);
+	} else {
+		/* A size between PG and 2 MiB (none with a 4 KiB or a 64 KiB
+		 * granule): counted as "other". */
+		EXPECT_EQ((long)(SZ_2M / leaf), c.leaves_other);
+		EXPECT_EQ(0, c.leaves_2m + c.leaves_pg);
+	}
 }
 
 TEST(second_group_merges_onto_the_domain)
