@@ -1437,8 +1437,10 @@ static void op_dma_rw(bool write)
 	static struct trm_result res;
 	uint64_t iova = dev_iova_pick(chance(50));
 	int r = sane ? rnd(80) : rnd(100), ret;
+	/* One page, up to the driver's payload (a 64 KiB page exceeds it). */
+	uint32_t pg_len = PG < TRM_DATA_MAX ? PG : TRM_DATA_MAX;
 	uint32_t len = r < 60 ? 1 + rnd(256) : r < 80 ? 1 + rnd(TRM_DATA_MAX) :
-		       r < 85 ? 0 : r < 90 ? PG : TRM_DATA_MAX;
+		       r < 85 ? 0 : r < 90 ? pg_len : TRM_DATA_MAX;
 
 	if (write)
 		rnd_fill(data, len);
