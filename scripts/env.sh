@@ -22,6 +22,8 @@ TOOLS_DIR=$VFIO_RS_CACHE/tools
 DEBS_DIR=$VFIO_RS_CACHE/debs
 SRC_DIR=$VFIO_RS_CACHE/src
 BUILD_DIR=$VFIO_RS_CACHE/build
+# QEMU >= 10.2 for arm64 (scripts/setup, 2d): only the two-SMMU VM uses it.
+QEMU11_DIR=$VFIO_RS_CACHE/qemu11
 # Build products and logs: out/ for the default kernel, out/linux-V/ else.
 OUT_DIR=$REPO_ROOT/out
 [ "$KERNEL_VERSION_WANT" = "$KERNEL_VERSION_DEFAULT" ] || OUT_DIR=$REPO_ROOT/out/linux-$KERNEL_VERSION_WANT
