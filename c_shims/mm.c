@@ -124,6 +124,8 @@ bool vfio_rs_access_ok(unsigned long addr, unsigned long size)
  * without @lock_cap. With @async (any context but the map and replay
  * paths), -ESRCH if the mm has no users left; without, the mm is charged
  * even then, as the C module's vfio_lock_acct(..., async=false) does.
+ * An error-injection point (see c_shims/iommu.c): the debug kernel's tests
+ * fail it with -EINTR, as a fatal signal does while mmap_lock is contended.
  *
  * Why C: __account_locked_vm() needs mmap_lock held for writing.
  */
@@ -145,6 +147,7 @@ int vfio_rs_lock_acct(struct mm_struct *mm, long npage,
 		mmput(mm);
 	return ret;
 }
+ALLOW_ERROR_INJECTION(vfio_rs_lock_acct, ERRNO);
 
 /* Why C: capable() is not wrapped yet. */
 bool vfio_rs_capable_ipc_lock(void)

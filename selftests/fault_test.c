@@ -1521,6 +1521,195 @@ TEST_F_TIMEOUT(fault, emulated_close_device, 300)
 		.check = check_close_dev });
 }
 
+/* --- a charge move is one locked_vm update ------------------------------ */
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <linux/capability.h>
+
+#define CM_NPAGES	16	/* the mapping */
+#define CM_PIN		4	/* of which the mdev pins the first */
+
+/* Drops CAP_IPC_LOCK (so that RLIMIT_MEMLOCK applies); 0 or -errno. */
+static int cm_drop_ipc_lock(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data))
+		return -errno;
+	data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+	data[CAP_TO_INDEX(CAP_IPC_LOCK)].permitted &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+	return syscall(SYS_capset, &hdr, data) ? -errno : 0;
+}
+
+/* Only vfio_rs_lock_acct, failing with -EINTR; 0 or -errno. */
+static int cm_inject_eintr(void)
+{
+	char val[32];
+	int r;
+
+	fei_clear();
+	r = write_str(DBGFS "/fail_function/inject", "vfio_rs_lock_acct");
+	if (r)
+		return r;
+	snprintf(val, sizeof(val), "%#lx", (unsigned long)-(long)EINTR);
+	return write_str(DBGFS "/fail_function/vfio_rs_lock_acct/retval", val);
+}
+
+/* The emulated container, CM_NPAGES mapped (with the edu group attached
+ * first if edu), the first CM_PIN pinned by the mdev; NULL or why not. */
+static const char *cm_setup(struct fctx *c, bool edu, bool rlimited)
+{
+	c->len = CM_NPAGES * PG;
+	c->buf = mmap_aligned(c->len, PG, PROT_READ | PROT_WRITE);
+	if (!c->buf || setup_emu_container(c))
+		return "setup: emulated container";
+	memset(c->buf, 0x5a, c->len);
+	if (edu && ((c->group = group_open(0)) < 0 || set_container(c->group, c->container)))
+		return "setup: edu group";
+	if (rlimited && cm_drop_ipc_lock())
+		return "setup: dropping CAP_IPC_LOCK";
+	if (map_buf(c))
+		return "setup: MAP_DMA";
+	if (trm_result(c, mdev_send(c, TRM_OP_PIN, IOVA_BASE, CM_PIN, NULL, 0), CM_PIN))
+		return "setup: pin_pages";
+	return NULL;
+}
+
+/* The device unpins its pages: VmLck must go down by exactly them. */
+static const char *cm_unpin(struct fctx *c, long lck)
+{
+	if (trm_result(c, mdev_send(c, TRM_OP_UNPIN, IOVA_BASE, CM_PIN, NULL, 0), CM_PIN))
+		return "unpin_pages failed";
+	return vmlck_kb() != lck - CM_PIN * (long)PG / 1024 ?
+	       "unpinning the device's pages did not give back exactly their charge" : NULL;
+}
+
+/* The last IOMMU group leaves, the n-th vfio_rs_lock_acct call failed. */
+static const char *cm_detach(struct fctx *c, unsigned int n, bool *injected)
+{
+	long lck0 = vmlck_kb(), kb = PG / 1024, lck;
+	const char *why = cm_setup(c, true, false);
+
+	if (why)
+		return why;
+	if (vmlck_kb() != lck0 + CM_NPAGES * kb)
+		return "setup: VmLck is not the mapping";
+	fei_arm(n);
+	if (xioctl(c->group, VFIO_GROUP_UNSET_CONTAINER, 0))
+		return "UNSET_CONTAINER failed";
+	*injected = fei_disarm();
+	lck = vmlck_kb();
+	/* C: one update; if it failed, nothing changed (the rest of the
+	 * mapping's charge stays with nobody: this mm goes with the child). */
+	if (lck != lck0 + (*injected ? CM_NPAGES : CM_PIN) * kb)
+		return *injected ? "the detach's failed update changed VmLck (the device's pages uncharged?)" :
+		       "after the detach VmLck is not the device's pages";
+	return cm_unpin(c, lck);
+}
+
+/* An IOMMU group joins over RLIMIT_MEMLOCK (the limit is the device's
+ * pages), the n-th vfio_rs_lock_acct call failed: the join fails either
+ * way and the device's pages stay charged. */
+static const char *cm_attach(struct fctx *c, unsigned int n, bool *injected)
+{
+	long lck0 = vmlck_kb(), kb = PG / 1024;
+	struct rlimit rl = { .rlim_cur = (lck0 + CM_PIN * kb) * 1024 };
+	const char *why = cm_setup(c, false, true);
+
+	if (why)
+		return why;
+	rl.rlim_max = rl.rlim_cur;
+	if (vmlck_kb() != lck0 + CM_PIN * kb || setrlimit(RLIMIT_MEMLOCK, &rl))
+		return "setup: VmLck is not the device's pages, or setrlimit";
+	c->group = group_open(0);
+	if (c->group < 0)
+		return "setup: edu group";
+	fei_arm(n);
+	if (!set_container(c->group, c->container))
+		return "the join over RLIMIT_MEMLOCK succeeded";
+	*injected = fei_disarm();
+	if (vmlck_kb() != lck0 + CM_PIN * kb)
+		return "a failed join changed VmLck (the device's pages uncharged?)";
+	return cm_unpin(c, vmlck_kb());
+}
+
+/* Runs fn in a child process (its mm takes what a failed update leaves
+ * charged to nobody, as C would); NULL or why not. */
+static const char *cm_in_child(struct fctx *c, unsigned int n, bool *injected,
+			       const char *(*fn)(struct fctx *, unsigned int, bool *))
+{
+	static struct { char why[160]; bool injected; } out;
+	int p[2], st;
+	pid_t pid;
+
+	if (pipe(p))
+		return "pipe";
+	memset(&out, 0, sizeof(out));
+	pid = fork();
+	if (pid == 0) {
+		const char *why = fn(c, n, &out.injected);
+
+		snprintf(out.why, sizeof(out.why), "%s", why ? why : "");
+		_exit(write(p[1], &out, sizeof(out)) == sizeof(out) ? 0 : 1);
+	}
+	close(p[1]);
+	if (pid < 0 || read(p[0], &out, sizeof(out)) != sizeof(out))
+		snprintf(out.why, sizeof(out.why), "the child died");
+	close(p[0]);
+	if (pid > 0)
+		waitpid(pid, &st, 0);
+	fei_disarm();	/* should the child have stopped before it did */
+	*injected = out.injected;
+	return out.why[0] ? out.why : NULL;
+}
+
+/*
+ * When the first IOMMU domain comes or the last goes, the charge of the
+ * pages an emulated device pinned moves between its pins and the
+ * mapping's full pin. The C module makes one locked_vm update of it
+ * (vfio_pin_pages_remote() charges the pages no device pinned;
+ * vfio_iommu_unmap_unpin_reaccount() and the replay unwind one net
+ * vfio_lock_acct()): if that fails (-EINTR, a fatal signal while mmap_lock
+ * is contended) nothing changed. Here the n-th call of vfio_rs_lock_acct
+ * fails with -EINTR, n = 1, 2, ... until none is reached: after the detach
+ * the device's pages are charged, after a join that failed over
+ * RLIMIT_MEMLOCK still charged, and unpinning them gives back exactly
+ * them. vfio-type1-rs made two updates there (give back, then charge
+ * again): a failure of the second left the device's pages uncharged.
+ * Our backend only (the point is ours); each n in a child process.
+ */
+TEST_F_TIMEOUT(fault, charge_move_one_update, 300)
+{
+	static const struct {
+		const char *name;
+		const char *(*fn)(struct fctx *, unsigned int, bool *);
+	} cases[] = { { "detach", cm_detach }, { "attach", cm_attach } };
+	bool injected = true;
+	const char *why;
+	unsigned int n;
+	int r;
+
+	if (backend_is_c())
+		SKIP(return, "the fault point is our backend's (vfio_rs_lock_acct)");
+	if (!FAIL_FUNCTION_SAFE)
+		SKIP(return, "fail_function is not safe on this kernel (see FAIL_FUNCTION_SAFE)");
+	ASSERT_EQ(0, mdev_create(&self->c)) TH_LOG("cannot create a test mdev");
+	r = cm_inject_eintr();
+	ASSERT_EQ(0, r) TH_LOG("cannot inject into vfio_rs_lock_acct: %s", strerror(-r));
+	for (unsigned int i = 0; i < 2; i++) {
+		for (n = 1, injected = true; injected && n < 20; n++) {
+			why = cm_in_child(&self->c, n, &injected, cases[i].fn);
+			EXPECT_EQ(NULL, why) TH_LOG("%s, lock_acct call %u failed (%s): %s",
+						    cases[i].name, n,
+						    injected ? "injected" : "not reached", why);
+		}
+		ksft_print_msg("%s: %u lock_acct calls failed in turn\n", cases[i].name, n - 2);
+		EXPECT_FALSE(injected);
+	}
+}
+
 /* After all of the above nothing may hold the backend: it unloads. Loaded
  * again for the tests that follow. */
 TEST_F_TIMEOUT(fault, backend_unloads, 300)
