@@ -8,8 +8,9 @@
 //! domain every page of a mapping is pinned and charged already, so pages
 //! pinned for a device cost nothing more; without one, each such page is
 //! charged to the mapping's owner. When the first domain comes or the last
-//! goes, the charge moves between the two without ever giving back what
-//! was not charged, and the limit applies only where C checks it.
+//! goes, the charge moves between the two in one `locked_vm` update (C's
+//! one net `vfio_lock_acct()`), without ever giving back what was not
+//! charged, and the limit applies only where C checks it.
 //!
 //! The registered devices and their `dma_unmap` notices are in
 //! `emulated/devices.rs` (see its lock order).
@@ -80,34 +81,22 @@ impl ExternalPins {
         self.pins.keys().copied()
     }
 
-    /// A full pin of the mapping is about to charge every page: give the
-    /// device-pinned pages' own charge back first, so that its limit check
-    /// sees what C's does (C charges only the pages no device pinned).
-    ///
-    /// # Errors
-    ///
-    /// `EINTR` (fatal signal); nothing changed then.
-    pub(crate) fn uncharge_for_full_pin(&mut self, owner: &Owner) -> Result {
-        owner.uncharge_pinned(self.own_charge)?;
-        // INVARIANT: given back; nothing is charged while not `charged`.
-        self.own_charge = 0;
+    /// The mapping's full pin (the first IOMMU domain came) takes over
+    /// this set's own charge as its credit (see `PinnedPages::new`), so
+    /// nothing is given back here; returns how many pages that was.
+    pub(crate) fn hand_over_charge(&mut self) -> usize {
         self.charged = false;
-        Ok(())
+        // INVARIANT: nothing is this set's own while not `charged`.
+        core::mem::take(&mut self.own_charge)
     }
 
-    /// No full pin pays for these pages any more (it goes, or failed):
-    /// charge them on their own again. Call before the full pin gives its
-    /// charge back; together that is C's one net change, never positive,
-    /// so the limit does not apply (it may have been lowered since).
-    pub(crate) fn charge_without_full_pin(&mut self, owner: &Owner) {
+    /// The full pin went (the last domain did, or its pin failed) and left
+    /// `kept` pages of its charge to these pins, which are charged on their
+    /// own again.
+    pub(crate) fn take_back_charge(&mut self, kept: usize) {
         self.charged = true;
-        let n = self.count().saturating_sub(self.own_charge);
-        // A failure (mm without users, fatal signal) charges nothing:
-        // those pages are then given back by nobody.
-        if owner.charge_unchecked(n).is_ok() {
-            // INVARIANT: now at most one page per entry.
-            self.own_charge = self.own_charge.saturating_add(n);
-        }
+        // INVARIANT: at most one page per entry.
+        self.own_charge = kept.min(self.count());
     }
 
     /// Takes a reference on the page at `iova`, pinning it first if no

@@ -51,13 +51,16 @@ impl Owner {
     /// `ENOMEM` over RLIMIT_MEMLOCK without CAP_IPC_LOCK; `ESRCH` if the
     /// mm has no users left.
     pub(crate) fn charge(&self, npages: usize) -> Result {
-        self.acct(npages, true, true)
+        self.acct(pages(npages)?, true)
     }
 
     /// Gives `npages` pages of `locked_vm` back. If the owner's mm has no
     /// users left there is nothing to give back (as in the C module).
     pub(crate) fn uncharge(&self, npages: usize) {
-        let _ = self.acct(npages, false, true);
+        if let Ok(n) = pages(npages) {
+            // `n >= 0`, so its negation cannot overflow.
+            let _ = self.acct(n.wrapping_neg(), true);
+        }
     }
 
     /// Charges pages just pinned by the map or replay path, which runs in
@@ -68,46 +71,48 @@ impl Owner {
     ///
     /// `ENOMEM` over RLIMIT_MEMLOCK without CAP_IPC_LOCK.
     fn charge_pinned(&self, npages: usize) -> Result {
-        self.acct(npages, true, false)
+        self.acct(pages(npages)?, false)
     }
 
-    /// Gives back, on the replay path, the charge of device-pinned pages a
-    /// full pin is about to charge again (C charges only the difference;
-    /// like its charge there, also when the mm has no users left).
-    ///
-    /// # Errors
-    ///
-    /// `EINTR` (fatal signal): nothing was given back.
-    pub(crate) fn uncharge_pinned(&self, npages: usize) -> Result {
-        self.acct(npages, false, false)
+    /// Turns a charge of `from` pages into one of `to` pages with one
+    /// `locked_vm` update, as the C module's one net `vfio_lock_acct()`
+    /// (the limit applies only if it grows). Returns the pages charged
+    /// then: `to`, or, if the update failed (fatal signal, mm without
+    /// users, over the limit), what of `from` there is for `to`; the rest
+    /// of `from` then stays charged to nobody, as in C.
+    pub(crate) fn recharge(&self, from: usize, to: usize) -> usize {
+        let delta = pages(to).and_then(|t| Ok(t.wrapping_sub(pages(from)?)));
+        // Both are `>= 0`, so the difference cannot overflow.
+        match delta.and_then(|d| self.acct(d, true)) {
+            Ok(()) => to,
+            Err(_) => from.min(to),
+        }
     }
 
-    /// Charges `npages` pages even past RLIMIT_MEMLOCK: device-pinned pages
-    /// taking over from a full pin that goes, whose uncharge follows. C
-    /// applies the two as one net change, never positive, so no limit.
-    ///
-    /// # Errors
-    ///
-    /// `ESRCH` (the mm has no users left), `EINTR`: nothing was charged.
-    pub(crate) fn charge_unchecked(&self, npages: usize) -> Result {
-        self.acct_as(npages, true, true, true)
-    }
-
-    fn acct(&self, npages: usize, charge: bool, async_: bool) -> Result {
-        self.acct_as(npages, charge, async_, self.lock_cap)
-    }
-
-    fn acct_as(&self, npages: usize, charge: bool, async_: bool, lock_cap: bool) -> Result {
-        let n = c_long::try_from(npages).map_err(|_| ENOMEM)?;
-        // `n >= 0`, so its negation cannot overflow.
-        let n = if charge { n } else { n.wrapping_neg() };
+    /// Adds `delta` pages (taken back if negative) to `locked_vm`; no
+    /// update at all for none, as the C module's `vfio_lock_acct()`.
+    fn acct(&self, delta: c_long, async_: bool) -> Result {
+        if delta == 0 {
+            return Ok(());
+        }
         // SAFETY: `mm` and `task` are held by references (`mmgrab` and a
         // task reference), so both stay valid even after the process exits.
         let ret = unsafe {
-            bindings::vfio_rs_lock_acct(mm_raw(&self.mm), n, task_raw(&self.task), lock_cap, async_)
+            bindings::vfio_rs_lock_acct(
+                mm_raw(&self.mm),
+                delta,
+                task_raw(&self.task),
+                self.lock_cap,
+                async_,
+            )
         };
         kernel::error::to_result(ret)
     }
+}
+
+/// `npages` as a `locked_vm` page count.
+fn pages(npages: usize) -> Result<c_long> {
+    c_long::try_from(npages).map_err(|_| ENOMEM)
 }
 
 /// The caller's RLIMIT_MEMLOCK, in bytes, for warnings.
@@ -248,8 +253,11 @@ impl PageBatch {
 /// # Invariants
 ///
 /// Every page of every pinned run in `runs` and in `open` holds one pin
-/// taken by `fill`; `locked` pages are charged to `owner`. Both are given
-/// back once, by `drop`. `npages` counts the pages of `runs` and `open`.
+/// taken by `fill`; `locked` pages are charged to `owner` (those `fill`
+/// charged and those taken over from device pins as a credit; `credit` of
+/// them are not set against pinned pages yet). Both are given back once,
+/// by `drop` or `unpin_keeping`. `npages` counts the pages of `runs` and
+/// `open`.
 /// No run is longer than `MAX_RUN_PAGES`, so each is one record.
 pub(crate) struct PinnedPages {
     /// The completed runs, mapped already.
@@ -259,6 +267,7 @@ pub(crate) struct PinnedPages {
     npages: usize,
     owner: Owner,
     locked: usize,
+    credit: usize,
     writable: bool,
 }
 
@@ -266,15 +275,19 @@ pub(crate) struct PinnedPages {
 unsafe impl Send for PinnedPages {}
 
 impl PinnedPages {
-    /// Nothing pinned yet; what [`Self::fill`] pins is charged to `owner`.
-    pub(crate) fn new(owner: Owner, writable: bool) -> Self {
-        // INVARIANT: no runs, nothing charged.
+    /// Nothing pinned yet; what [`Self::fill`] pins is charged to `owner`,
+    /// but for the first `credit` pages: device pins of the same memory
+    /// hand their charge over (C's `vfio_pin_pages_remote()` charges only
+    /// pages no device pinned), so the limit sees what C's check does.
+    pub(crate) fn new(owner: Owner, writable: bool, credit: usize) -> Self {
+        // INVARIANT: no runs; the `credit` pages are charged already.
         Self {
             runs: RunList::new(),
             open: None,
             npages: 0,
             owner,
-            locked: 0,
+            locked: credit,
+            credit,
             writable,
         }
     }
@@ -315,11 +328,8 @@ impl PinnedPages {
     fn close(&mut self, run: PfnRun, map_run: &mut impl FnMut(PfnRun) -> Result) -> Result {
         if !self.runs.push(run) {
             // Not reached: room was reserved. Give the run's pins back now.
+            // Their charge stays in `locked`, given back by `drop`.
             unpin_run(run, self.writable);
-            if run.pinned {
-                self.owner.uncharge(run.npages);
-                self.locked = self.locked.saturating_sub(run.npages);
-            }
             self.npages = self.npages.saturating_sub(run.npages);
             return Err(ENOMEM);
         }
@@ -352,7 +362,7 @@ impl PinnedPages {
         let pages = batch.pages.get(..got).unwrap_or(&[]);
         let lens = batch.lens.get(..count).unwrap_or(&[]);
         let reserved = self.runs.reserve(count);
-        if let Err(err) = reserved.and_then(|()| self.owner.charge_pinned(got)) {
+        if let Err(err) = reserved.and_then(|()| self.charge_batch(got)) {
             for &p in pages {
                 // SAFETY: `p` was pinned just above and is recorded nowhere.
                 unsafe { bindings::unpin_user_page_range_dirty_lock(p, 1, false) };
@@ -362,8 +372,23 @@ impl PinnedPages {
             }
             return Err(err);
         }
-        self.locked = self.locked.saturating_add(got);
         self.record(pages, lens, single_pages, map_run)
+    }
+
+    /// Charges `got` newly pinned pages but for what is left of the credit.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` over RLIMIT_MEMLOCK, `EINTR` (fatal signal): nothing
+    /// charged, the credit unused.
+    fn charge_batch(&mut self, got: usize) -> Result {
+        let covered = self.credit.min(got);
+        let due = got.saturating_sub(covered);
+        self.owner.charge_pinned(due)?;
+        // INVARIANT: `due` more pages charged; `covered` credit used up.
+        self.credit = self.credit.saturating_sub(covered);
+        self.locked = self.locked.saturating_add(due);
+        Ok(())
     }
 
     /// Pins up to `want` pages at `addr` into `batch`; returns how many.
@@ -537,6 +562,19 @@ fn unpin_run(run: PfnRun, dirty: bool) {
     // SAFETY: the `run.npages` pages starting at `page` are contiguous and
     // each holds one of our pins.
     unsafe { bindings::unpin_user_page_range_dirty_lock(page, run.npages as c_ulong, dirty) };
+}
+
+impl PinnedPages {
+    /// Unpins everything but leaves `keep` pages of the charge to the
+    /// caller (device pins of the same memory): the rest is given back
+    /// (or the difference charged) in one `locked_vm` update. Returns the
+    /// pages the caller is charged for then (see [`Owner::recharge`]).
+    pub(crate) fn unpin_keeping(mut self, keep: usize) -> usize {
+        let kept = self.owner.recharge(self.locked, keep);
+        // INVARIANT: the charge is the caller's now; `drop` only unpins.
+        self.locked = 0;
+        kept
+    }
 }
 
 impl Drop for PinnedPages {

@@ -36,7 +36,7 @@ struct Window {
 /// Mappings replayed into a new domain: on drop, unless committed, the
 /// first `done` of them (in IOVA order) are unmapped from it again and,
 /// when they were pinned for it, unpinned (their device pins charged on
-/// their own again, first: see `charge_without_full_pin`).
+/// their own again: see `unpin_keeping_external`).
 struct Replay<'a> {
     domain: &'a Domain,
     mappings: &'a mut Mappings,
@@ -57,8 +57,7 @@ impl Drop for Replay<'_> {
         for m in self.mappings.iter_mut().take(self.done) {
             domain.unmap_now(m.range.start(), m.size());
             if pinned_here {
-                m.external.charge_without_full_pin(&m.owner);
-                drop(m.pinned.take());
+                unpin_keeping_external(m);
             }
         }
     }
@@ -321,36 +320,41 @@ impl ContainerInner {
     /// devices stay pinned and are now charged on their own.
     fn unpin_all_keep_external(&mut self) {
         self.unmap_all_from_domains();
-        // Net, as C's vfio_iommu_unmap_unpin_reaccount: the device pins
-        // take their charge before the full pin gives all of its back.
-        for m in self.mappings.iter_mut() {
-            m.external.charge_without_full_pin(&m.owner);
-            drop(m.pinned.take());
-        }
+        self.mappings.iter_mut().for_each(unpin_keeping_external);
+    }
+}
+
+/// Drops the full pin of `m` while its device pins stay: they keep a page
+/// of its charge each and it gives the rest back, in one `locked_vm`
+/// update (C's `vfio_iommu_unmap_unpin_reaccount()` and its replay
+/// unwind: `vfio_lock_acct(dma, locked - unlocked)`).
+fn unpin_keeping_external(m: &mut Mapping) {
+    if let Some(pinned) = m.pinned.take() {
+        let kept = pinned.unpin_keeping(m.external.count());
+        m.external.take_back_charge(kept);
     }
 }
 
 /// Pins a mapping that had no full pin (only emulated devices so far) and
-/// maps it into `domain`; its device-pinned pages stop being charged on
-/// their own (the full pin pays for them).
+/// maps it into `domain`; the full pin takes over its device pins' charge
+/// (it charges only the other pages, as C), all of which they get back if
+/// it fails.
 ///
 /// # Errors
 ///
-/// The pin's or the iommu driver's; `m` is then as it was.
+/// The pin's or the iommu driver's; `m` is then as it was (but for a
+/// failure to give back what the pin charged, as C's).
 fn pin_into(domain: &Domain, m: &mut Mapping, batch: &mut PageBatch) -> Result {
-    // The full pin charges every page, and C only the pages no device has
-    // pinned: give the device pins' charge back first, and take it again
-    // (past the limit if need be: C's state is unchanged then) on failure.
-    // As the C module, the caller's memory is pinned (the process attaching)
-    // and the mapping's owner charged.
-    m.external.uncharge_for_full_pin(&m.owner)?;
-    match pin_and_map_into(core::slice::from_ref(domain), m, batch) {
+    // As the C module, the caller's memory is pinned (the process
+    // attaching) and the mapping's owner charged.
+    let credit = m.external.hand_over_charge();
+    match pin_and_map_into(core::slice::from_ref(domain), m, credit, batch) {
         Ok(pinned) => {
             m.pinned = Some(pinned);
             Ok(())
         }
-        Err(e) => {
-            m.external.charge_without_full_pin(&m.owner);
+        Err((e, kept)) => {
+            m.external.take_back_charge(kept);
             Err(e)
         }
     }

@@ -281,7 +281,7 @@ impl ContainerInner {
             m.start_dirty()?;
         }
         if !no_domain {
-            let pinned = pin_and_map_into(&self.domains, &m, batch)?;
+            let pinned = pin_and_map_into(&self.domains, &m, 0, batch).map_err(|(e, _)| e)?;
             m.pinned = Some(pinned);
         }
         Ok(m)
@@ -384,26 +384,38 @@ impl ContainerInner {
 }
 
 /// Pins the user memory of `m` (of the calling process) and maps it into
-/// every domain of `domains`, a contiguous run at a time.
+/// every domain of `domains`, a contiguous run at a time; `credit` pages of
+/// the owner's charge (device pins') are taken over (see
+/// [`PinnedPages::new`]).
 ///
 /// # Errors
 ///
-/// The pin's or the iommu driver's; nothing stays mapped or pinned then.
+/// The pin's or the iommu driver's, with the pages of the credit still
+/// charged (given back to the caller); nothing stays mapped or pinned then
+/// and only what this pin charged is given back.
 pub(super) fn pin_and_map_into(
     domains: &[Domain],
     m: &Mapping,
+    credit: usize,
     batch: &mut PageBatch,
-) -> Result<PinnedPages> {
-    let mut pinned = PinnedPages::new(m.owner.clone(), m.prot.writable());
-    // Declared after `pinned`: on error it is dropped (unmapped) first.
-    let mut mapped = Mapped::new(domains, m.range.start(), m.prot);
-    pinned.fill(
-        m.vaddr,
-        m.npages()?,
-        params::disable_hugepages(),
-        batch,
-        |run| mapped.map_run(run),
-    )?;
-    mapped.commit();
-    Ok(pinned)
+) -> core::result::Result<PinnedPages, (Error, usize)> {
+    let mut pinned = PinnedPages::new(m.owner.clone(), m.prot.writable(), credit);
+    let filled = {
+        // Dropped (unmapped) before `pinned` on error.
+        let mut mapped = Mapped::new(domains, m.range.start(), m.prot);
+        let npages = m.npages();
+        let filled = npages.and_then(|n| {
+            pinned.fill(m.vaddr, n, params::disable_hugepages(), batch, |run| {
+                mapped.map_run(run)
+            })
+        });
+        if filled.is_ok() {
+            mapped.commit();
+        }
+        filled
+    };
+    match filled {
+        Ok(()) => Ok(pinned),
+        Err(e) => Err((e, pinned.unpin_keeping(credit))),
+    }
 }
