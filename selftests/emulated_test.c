@@ -1326,4 +1326,119 @@ TEST_F(emu, device_open_fault_still_registers_regress)
 	fi_restore(fnth);
 }
 
+/*
+ * R11. UPDATE_VADDR from the mapping's own process keeps its owner:
+ * vfio_change_dma_owner() returns at once when current->mm is dma->mm, so
+ * dma->task and dma->lock_cap (CAP_IPC_LOCK at MAP time) stay. Mapped
+ * with the capability under RLIMIT_MEMLOCK 0 (the mdev group out of the
+ * container: VADDR unmaps are -EBUSY with one in), invalidated, the
+ * capability dropped, the vaddr given back; the mdev group back in, the
+ * IOMMU-backed group out: a device pin and the replay of the IOMMU-backed
+ * group joining again are still charged past the limit. vfio-type1-rs
+ * made the caller the new owner (without the capability) and refused both
+ * with -ENOMEM.
+ */
+TEST_F(emu, update_vaddr_same_mm_keeps_lock_cap_regress)
+{
+	long pins, lck;
+	uint8_t *buf;
+
+	ASSERT_EQ(0, xioctl(self->container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU));
+	add_edu_group(_metadata, self);
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	ASSERT_EQ(0, set_memlock(0));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_UNSET_CONTAINER, 0));
+	ASSERT_EQ(0, dma_unmap(self->container, IOVA_BASE, map_size(),
+			       VFIO_DMA_UNMAP_FLAG_VADDR, NULL));
+	ASSERT_EQ(0, drop_ipc_lock());
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(),
+			     VFIO_DMA_MAP_FLAG_VADDR));
+	ASSERT_EQ(0, xioctl(self->group, VFIO_GROUP_SET_CONTAINER,
+			    (unsigned long)&self->container));
+	open_dev(_metadata, self);
+	ASSERT_EQ(0, xioctl(self->edu_group, VFIO_GROUP_UNSET_CONTAINER, 0));
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+
+	EXPECT_EQ(1, pin(_metadata, self, IOVA_BASE, 1, TRM_PROT_READ, NULL));
+	EXPECT_EQ(lck + (long)(PG / 1024), vmlck_kb());
+	EXPECT_EQ(1, unpin(_metadata, self, IOVA_BASE, 1));
+	EXPECT_EQ(0, xioctl(self->edu_group, VFIO_GROUP_SET_CONTAINER,
+			    (unsigned long)&self->container));
+	EXPECT_EQ(pins + NPAGE_MAP, pins_outstanding());
+	EXPECT_EQ(lck + (long)(map_size() / 1024), vmlck_kb());
+
+	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, NULL));
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+}
+
+/* Joins the group `group_id` to `container` under RLIMIT_MEMLOCK 0 (the
+ * caller without CAP_IPC_LOCK); the errno as the exit status, 0 if it
+ * joined, 100 + the failing setup step. */
+static int join_without_memlock(int group_id, int container)
+{
+	long ret;
+	int g;
+
+	if (set_memlock(0))
+		return 101;
+	g = vfio_open_viable_group(group_id);
+	if (g < 0)
+		return 102;
+	ret = xioctl(g, VFIO_GROUP_SET_CONTAINER, (unsigned long)&container);
+	close(g);
+	return ret < 0 ? (int)-ret : 0;
+}
+
+/*
+ * R12. An IOMMU-backed group joins from another process: the replay's
+ * vfio_pin_pages_remote() refuses (unless dma->lock_cap) when the
+ * caller's own mm->locked_vm plus the pages to charge pass the caller's
+ * RLIMIT_MEMLOCK, before __account_locked_vm() checks the owner's. A
+ * forked child with RLIMIT_MEMLOCK 0 gets -ENOMEM and nothing stays
+ * pinned or charged; the owner, whose limit has room, then joins the same
+ * group. vfio-type1-rs checked only the owner's limit: the child joined.
+ */
+TEST_F(emu, replay_checks_callers_rlimit_regress)
+{
+	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
+	long pins, lck;
+	uint8_t *buf;
+	int status;
+	pid_t pid;
+
+	ASSERT_NE(NULL, g);
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = test_buf(_metadata, self, NPAGE_MAP, PROT_READ | PROT_WRITE);
+	ASSERT_EQ(0, drop_ipc_lock());
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	ASSERT_EQ(0, set_memlock(lck * 1024 + map_size()));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, map_size(), DMA_RW));
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0)
+		_exit(join_without_memlock(g->id, self->container));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(ENOMEM, WEXITSTATUS(status));
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+
+	self->edu_group = vfio_open_viable_group(g->id);
+	ASSERT_GE(self->edu_group, 0);
+	EXPECT_EQ(0, xioctl(self->edu_group, VFIO_GROUP_SET_CONTAINER,
+			    (unsigned long)&self->container));
+	EXPECT_EQ(pins + NPAGE_MAP, pins_outstanding());
+	EXPECT_EQ(lck + (long)(map_size() / 1024), vmlck_kb());
+	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, NULL));
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+}
+
 TEST_HARNESS_MAIN
