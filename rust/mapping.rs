@@ -275,7 +275,8 @@ impl Mappings {
         }
     }
 
-    /// Gives the invalidated mapping at `start` its new `vaddr` and `owner`.
+    /// Gives the invalidated mapping at `start` its new `vaddr`, and `owner`
+    /// if that is another process.
     ///
     /// # Errors
     ///
@@ -284,10 +285,14 @@ impl Mappings {
         let Some(m) = self.tree.get_mut(start) else {
             return Err(ENOENT);
         };
-        if let Some(p) = m.pinned.as_mut() {
-            p.change_owner(owner.clone())?;
+        // As C's vfio_change_dma_owner(): the same mm keeps its owner (the
+        // task and CAP_IPC_LOCK of the MAP); only another process takes over.
+        if !m.owner.same_mm(&owner) {
+            if let Some(p) = m.pinned.as_mut() {
+                p.change_owner(owner.clone())?;
+            }
+            m.owner = owner;
         }
-        m.owner = owner;
         m.vaddr = vaddr;
         if m.vaddr_invalid {
             m.vaddr_invalid = false;

@@ -44,6 +44,11 @@ impl Owner {
         Ok(Self { mm, task, lock_cap })
     }
 
+    /// Whether `other` charges the same mm.
+    pub(crate) fn same_mm(&self, other: &Owner) -> bool {
+        mm_raw(&self.mm) == mm_raw(&other.mm)
+    }
+
     /// Charges `npages` pages to the owner's `locked_vm`.
     ///
     /// # Errors
@@ -543,7 +548,7 @@ impl PinnedPages {
     ///
     /// `ENOMEM` if the new owner is over its RLIMIT_MEMLOCK.
     pub(crate) fn change_owner(&mut self, new: Owner) -> Result {
-        if mm_raw(&new.mm) == mm_raw(&self.owner.mm) {
+        if new.same_mm(&self.owner) {
             return Ok(());
         }
         new.charge(self.locked)?;
