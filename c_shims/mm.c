@@ -112,6 +112,18 @@ unsigned long vfio_rs_rlimit_memlock(void)
 	return rlimit(RLIMIT_MEMLOCK);
 }
 
+/*
+ * Whether @npage more pages would pass the caller's RLIMIT_MEMLOCK in its
+ * own mm (read unlocked, as the C module's vfio_pin_pages_remote() does).
+ * Why C: rlimit() is a static inline and mm_struct is opaque to the crate.
+ */
+bool vfio_rs_caller_over_memlock(unsigned long npage)
+{
+	struct mm_struct *mm = current->mm;
+
+	return mm && mm->locked_vm + npage > rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+}
+
 /* Why C: access_ok() is an arch macro. */
 bool vfio_rs_access_ok(unsigned long addr, unsigned long size)
 {

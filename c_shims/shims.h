@@ -58,6 +58,7 @@ struct page *vfio_rs_pfn_to_page(unsigned long pfn);
 unsigned long vfio_rs_pages_contiguous(struct page **pages, unsigned long n);
 bool vfio_rs_access_ok(unsigned long addr, unsigned long size);
 unsigned long vfio_rs_rlimit_memlock(void);
+bool vfio_rs_caller_over_memlock(unsigned long npage);
 void vfio_rs_trace_attach(u32 container, int group, bool merged, u32 replayed, u64 pgsizes);
 void vfio_rs_trace_detach(u32 container, int group, bool domain_freed);
 void vfio_rs_trace_map(u32 container, u64 iova, u64 size, u32 runs, u32 domains);

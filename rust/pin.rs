@@ -79,6 +79,30 @@ impl Owner {
         self.acct(pages(npages)?, false)
     }
 
+    /// C's `vfio_pin_pages_remote()` also holds the pages it pins against
+    /// the caller's own `locked_vm` and RLIMIT_MEMLOCK (unless the owner
+    /// had CAP_IPC_LOCK): a replay from another process (a group attached
+    /// by it) answers ENOMEM over that process's limit. From the owner's
+    /// process this is the owner's check again. C sums the pages of one
+    /// physically contiguous chunk, this those of one GUP batch: from
+    /// another process the answers differ when the caller's room lies
+    /// between the two sums.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` if `npages` more would pass the caller's limit.
+    fn check_caller_limit(&self, npages: usize) -> Result {
+        // As C, nothing to charge is never refused (even over the limit).
+        if npages == 0 || self.lock_cap {
+            return Ok(());
+        }
+        // SAFETY: runs in the ioctl's process context; no other preconditions.
+        if unsafe { bindings::vfio_rs_caller_over_memlock(npages as c_ulong) } {
+            return Err(ENOMEM);
+        }
+        Ok(())
+    }
+
     /// Turns a charge of `from` pages into one of `to` pages with one
     /// `locked_vm` update, as the C module's one net `vfio_lock_acct()`
     /// (the limit applies only if it grows). Returns the pages charged
@@ -389,6 +413,7 @@ impl PinnedPages {
     fn charge_batch(&mut self, got: usize) -> Result {
         let covered = self.credit.min(got);
         let due = got.saturating_sub(covered);
+        self.owner.check_caller_limit(due)?;
         self.owner.charge_pinned(due)?;
         // INVARIANT: `due` more pages charged; `covered` credit used up.
         self.credit = self.credit.saturating_sub(covered);
