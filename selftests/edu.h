@@ -5,9 +5,13 @@
  * watch /dev/kmsg for IOMMU fault reports. Containers, groups, MAP_DMA and
  * the leak accounting are fixture.h's.
  *
- * edu's BAR0: 0x00 id, 0x04 liveness (reads back ~value), 0x80 DMA source,
+ * edu's BAR0: 0x00 id, 0x04 liveness (reads back ~value), 0x24 interrupt
+ * status (read only), 0x60 interrupt raise (ORs the value into the status
+ * and signals: an MSI per write if MSI is enabled, else INTx), 0x64
+ * interrupt acknowledge (clears the bits written), 0x80 DMA source,
  * 0x88 DMA destination, 0x90 count, 0x98 command (bit 0 start/busy, bit 1
- * direction: 1 = edu -> RAM, 0 = RAM -> edu). The device's own buffer is at
+ * direction: 1 = edu -> RAM, 0 = RAM -> edu, bit 2 raise interrupt status
+ * bit 0x100 when the transfer is done). The device's own buffer is at
  * device address 0x40000. QEMU 7.2 kills the VM with a hardware error when a
  * transfer reaches the end of that 4 KiB buffer, so transfers are limited to
  * EDU_MAX_XFER and must end strictly before it.
@@ -38,12 +42,17 @@
 #define EDU_DEVICE		0x11e8
 #define EDU_REG_ID		0x00
 #define EDU_REG_LIVENESS	0x04
+#define EDU_REG_IRQ_STATUS	0x24
+#define EDU_REG_IRQ_RAISE	0x60
+#define EDU_REG_IRQ_ACK		0x64
 #define EDU_REG_DMA_SRC		0x80
 #define EDU_REG_DMA_DST		0x88
 #define EDU_REG_DMA_CNT		0x90
 #define EDU_REG_DMA_CMD		0x98
 #define EDU_DMA_START		0x1
 #define EDU_DMA_TO_RAM		0x2	/* direction bit: edu -> RAM */
+#define EDU_DMA_IRQ		0x4	/* interrupt when done */
+#define EDU_IRQ_DMA		0x100	/* the status bit a finished DMA sets */
 #define EDU_BUF_ADDR		0x40000ULL
 #define EDU_BUF_SIZE		4096
 #define EDU_MAX_XFER		2048
@@ -201,8 +210,11 @@ static inline int edu_dma_wait(struct edu *e)
 	return 0;
 }
 
-static inline int edu_dma(struct edu *e, uint64_t src, uint64_t dst, uint64_t len, uint64_t dir)
+/* One transfer, waited for; cmd is the command's direction bit, and
+ * EDU_DMA_IRQ for an interrupt when it is done. */
+static inline int edu_dma(struct edu *e, uint64_t src, uint64_t dst, uint64_t len, uint64_t cmd)
 {
+	uint64_t dir = cmd & EDU_DMA_TO_RAM;
 	uint64_t devoff = dir ? src - EDU_BUF_ADDR : dst - EDU_BUF_ADDR;
 	int r;
 
@@ -218,7 +230,7 @@ static inline int edu_dma(struct edu *e, uint64_t src, uint64_t dst, uint64_t le
 	if (edu_read(e, EDU_REG_DMA_SRC, 8) != src || edu_read(e, EDU_REG_DMA_DST, 8) != dst ||
 	    edu_read(e, EDU_REG_DMA_CNT, 8) != len)
 		return edu_fail(e, EIO, "DMA registers did not latch");
-	edu_write(e, EDU_REG_DMA_CMD, EDU_DMA_START | dir, 8);
+	edu_write(e, EDU_REG_DMA_CMD, EDU_DMA_START | cmd, 8);
 	r = edu_dma_wait(e);
 	if (r) {
 		char why[sizeof(e->err)];
@@ -241,6 +253,41 @@ static inline int edu_dma_to_device(struct edu *e, uint64_t iova, uint32_t devof
 static inline int edu_dma_from_device(struct edu *e, uint64_t iova, uint32_t devoff, uint32_t len)
 {
 	return edu_dma(e, EDU_BUF_ADDR + devoff, iova, len, EDU_DMA_TO_RAM);
+}
+
+/*
+ * Wires the edu's one MSI vector to eventfd efd (VFIO_DEVICE_SET_IRQS,
+ * index VFIO_PCI_MSI_IRQ_INDEX: vfio-pci enables MSI in the device and
+ * requests the host interrupt), or with efd < 0 disables MSI again.
+ */
+static inline int edu_msi_set(struct edu *e, int efd)
+{
+	union {
+		struct vfio_irq_set s;
+		uint8_t bytes[sizeof(struct vfio_irq_set) + sizeof(int32_t)];
+	} u;
+	struct vfio_irq_info info = { .argsz = sizeof(info), .index = VFIO_PCI_MSI_IRQ_INDEX };
+	int32_t fd = efd;
+
+	if (ioctl(e->fd, VFIO_DEVICE_GET_IRQ_INFO, &info))
+		return edu_fail(e, errno, "GET_IRQ_INFO(MSI): %s", strerror(errno));
+	if (info.count != 1 || !(info.flags & VFIO_IRQ_INFO_EVENTFD))
+		return edu_fail(e, ENODEV, "MSI: %u vectors, flags %#x (want 1, EVENTFD)",
+				info.count, info.flags);
+	memset(&u, 0, sizeof(u));
+	u.s.argsz = sizeof(u.s);
+	u.s.index = VFIO_PCI_MSI_IRQ_INDEX;
+	u.s.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+	if (efd >= 0) {
+		u.s.argsz = sizeof(u);
+		u.s.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+		u.s.count = 1;
+		memcpy(u.s.data, &fd, sizeof(fd));
+	}
+	if (ioctl(e->fd, VFIO_DEVICE_SET_IRQS, &u))
+		return edu_fail(e, errno, "SET_IRQS(MSI, %s): %s", efd >= 0 ? "eventfd" : "off",
+				strerror(errno));
+	return 0;
 }
 
 /* A reproducible byte pattern (xorshift32 from seed) for DMA round trips. */

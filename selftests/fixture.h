@@ -692,6 +692,79 @@ static inline int read_view(char *buf, size_t len)
 	return 0;
 }
 
+/* The IOMMU a PCI device is behind (its sysfs iommu link's name). */
+static inline int pci_dev_iommu(const char *bdf, char *name, size_t len)
+{
+	char path[PATH_MAX], link[PATH_MAX];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu", bdf);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -errno;
+	link[n] = 0;
+	snprintf(name, len, "%.*s", (int)len - 1, strrchr(link, '/') ? strrchr(link, '/') + 1 : link);
+	return 0;
+}
+
+/*
+ * The first single-device group (a) and the first single-device group
+ * behind another IOMMU (b); false if every group is behind a's IOMMU.
+ */
+static inline bool groups_on_two_iommus(struct vfio_test_group *a, struct vfio_test_group *b,
+					char *iommu_a, char *iommu_b, size_t len)
+{
+	static struct vfio_test_group groups[MAX_GROUPS];
+	int n = vfio_test_groups(groups, MAX_GROUPS);
+	bool have_a = false;
+
+	for (int i = 0; i < n; i++) {
+		char name[128];
+
+		if (groups[i].ndev != 1 || pci_dev_iommu(groups[i].dev[0], name, sizeof(name)))
+			continue;
+		if (!have_a) {
+			*a = groups[i];
+			snprintf(iommu_a, len, "%s", name);
+			have_a = true;
+		} else if (strcmp(name, iommu_a)) {
+			*b = groups[i];
+			snprintf(iommu_b, len, "%s", name);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Our debugfs view: the index of the domain group gid is in, -1 if none
+ * ("  domain K: ..., groups G1 G2 ..." lines). */
+static inline int view_domain_of(int gid)
+{
+	static char view[1 << 16];
+
+	if (read_view(view, sizeof(view)))
+		return -1;
+	for (char *p = view; (p = strstr(p, "\n  domain ")); p++) {
+		char *eol = strchr(p + 1, '\n'), *g = strstr(p, ", groups ");
+		int k = atoi(p + strlen("\n  domain "));
+
+		if (!g || (eol && g > eol))
+			continue;
+		g += strlen(", groups ");
+		while (g && (!eol || g < eol)) {
+			char *end;
+			long v = strtol(g, &end, 10);
+
+			if (end == g)
+				break;
+			if (v == gid)
+				return k;
+			g = end;
+		}
+	}
+	return -1;
+}
+
 /* UNMAP_DMA; the bytes unmapped or -errno. */
 static inline long long dma_unmap_bytes(int container, uint64_t iova, uint64_t size,
 					uint32_t flags)
