@@ -13,8 +13,11 @@
  * doorbell through the SMMU, which reaches it only because iommu_dma maps
  * the doorbell into the domain's software MSI window (IOVA 0x8000000,
  * set up per domain by the attach: iommu_get_msi_cookie, our
- * enable_sw_msi). Every domain needs its own window; a domain without one
- * turns the MSI into an IOMMU fault and the eventfd never counts.
+ * enable_sw_msi). Every domain needs its own window. Without one, Linux
+ * 7.3 refuses the MSI at VFIO_DEVICE_SET_IRQS (iommu_dma_prepare_msi():
+ * the domain has no cookie, EOPNOTSUPP, which the ITS's MSI allocation
+ * turns into ENOSPC); kernels that let it through send the MSI to an
+ * unmapped IOVA: an IOMMU fault, and the eventfd never counts.
  *
  * Each case counts the interrupts exactly (one per raise, none spurious),
  * watches the kernel log for IOMMU faults, and checks that user mappings
