@@ -59,7 +59,8 @@ study:
 	@$(SCRIPTS)/study $(STUDY_ARCH)
 
 check-clients: setup
-	@$(SCRIPTS)/check-clients
+	@for a in $(or $(ARCHES),x86_64 arm64); do $(SCRIPTS)/check-clients $$a || exit 1; done
+	@KERNEL_FLAVOUR=64k $(SCRIPTS)/check-clients arm64
 
 check-matrix:
 	@$(SCRIPTS)/check-matrix

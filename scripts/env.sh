@@ -24,6 +24,8 @@ SRC_DIR=$VFIO_RS_CACHE/src
 BUILD_DIR=$VFIO_RS_CACHE/build
 # QEMU >= 10.2 for arm64 (scripts/setup, 2d): only the two-SMMU VM uses it.
 QEMU11_DIR=$VFIO_RS_CACHE/qemu11
+# Debian's arm64 QEMU for the QEMU client in the arm64 VM (setup, 2e).
+QEMU_ARM64_DIR=$VFIO_RS_CACHE/qemu-arm64
 # Build products and logs: out/ for the default kernel, out/linux-V/ else.
 OUT_DIR=$REPO_ROOT/out
 [ "$KERNEL_VERSION_WANT" = "$KERNEL_VERSION_DEFAULT" ] || OUT_DIR=$REPO_ROOT/out/linux-$KERNEL_VERSION_WANT

@@ -1,15 +1,17 @@
 #!/bin/sh
 # Guest side of scripts/check-clients: QEMU as the VMM inside the test VM.
-# The distribution's qemu-system-x86_64 (bundled with its libraries by the
-# host script) boots a second-level guest under TCG with the edu device
-# that sits alone in its IOMMU group passed through (-device vfio-pci), on
-# whichever backend the VM loaded. The guest is payload.elf (no OS): it
-# runs a DMA round trip through the device into its own memory and reports
-# on its serial line, then moves the device's BAR (as a guest OS may) and
-# does it again. Two cases: guest RAM from anonymous memory (QEMU's
-# default) and from hugetlbfs (2 MiB pages, prealloc: how DPDK/NFV hosts
-# run it); QEMU is stopped with SIGTERM in the first and SIGKILL (a
-# crashing VMM) in the second.
+# The distribution's qemu-system-x86_64 or qemu-system-aarch64 (bundled
+# with its libraries by the host script) boots a second-level guest under
+# TCG with the edu device that sits alone in its IOMMU group passed through
+# (-device vfio-pci), on whichever backend the VM loaded. The guest is
+# payload.elf (no OS): it runs a DMA round trip through the device into its
+# own memory and reports on its serial line, then moves the device's BAR
+# (as a guest OS may) and does it again; on arm64 it also takes the edu's
+# MSI (raised by register and by each DMA completion). Two cases: guest RAM
+# from anonymous memory (QEMU's default) and from hugetlbfs (2 MiB pages,
+# also on 64 KiB-page kernels, prealloc: how DPDK/NFV hosts run it); QEMU
+# is stopped with SIGTERM in the first and SIGKILL (a crashing VMM) in the
+# second.
 #
 # What is checked (TAP):
 #   - the payload's DMA round trip passes (guest RAM -> edu -> the test
@@ -20,6 +22,8 @@
 #     guest moves the BAR, QEMU unmaps it at the old address and maps it
 #     at the new one;
 #   - QEMU's locked memory while it runs covers the RAM it pinned;
+#   - (arm64) the payload took its 5 MSIs, and the test VM's vfio-msi
+#     interrupt of the device counted at least as many;
 #   - after QEMU exits: every pin released, module refcount 0, (ours) no
 #     container left in debugfs, no kernel warning.
 # Prints "# map CASE ..."/"# unmap CASE ..." census lines (iova, size,
@@ -28,6 +32,12 @@
 #   sh run_nested.sh        (cwd: the bundle directory)
 cd "$(dirname "$0")" || exit 1
 bundle=$(pwd)
+arch=$(uname -m)
+# Where each board loads payload.elf (its buffers lie in the next 64 KiB).
+case $arch in
+x86_64) payload_at=$((0x100000)) ;;
+*) payload_at=$((0x40100000)) ;;
+esac
 T=/sys/kernel/tracing
 n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n $*"; }
@@ -80,13 +90,26 @@ run_case() {
 	serial=/tmp/l2-serial.log
 	: >$serial
 	t0=$(now)
-	QEMU_MODULE_DIR=$bundle/mod ./lib/ld-linux-x86-64.so.2 --library-path ./lib \
-		./qemu-system-x86_64 -L ./share -M pc -nodefaults -display none \
-		-accel tcg,tb-size=32 "$@" -kernel ./payload.elf \
-		-device "vfio-pci,host=$bdf,romfile=" \
-		-serial "file:$serial" -device isa-debug-exit,iobase=0xf4 -no-reboot \
-		-trace vfio_listener_region_add_ram -trace vfio_listener_region_del \
-		-trace vfio_region_mmap 2>/tmp/qemu.err &
+	case $arch in
+	x86_64)
+		QEMU_MODULE_DIR=$bundle/mod ./lib/ld-linux-x86-64.so.2 --library-path ./lib \
+			./qemu-system-x86_64 -L ./share -M pc -nodefaults -display none \
+			-accel tcg,tb-size=32 "$@" -kernel ./payload.elf \
+			-device "vfio-pci,host=$bdf,romfile=" \
+			-serial "file:$serial" -device isa-debug-exit,iobase=0xf4 -no-reboot \
+			-trace vfio_listener_region_add_ram -trace vfio_listener_region_del \
+			-trace vfio_region_mmap 2>/tmp/qemu.err & ;;
+	*)
+		# highmem=off: ECAM and the PCI window below 4 GiB; GICv2 for
+		# its GICv2m MSI frame (payload-arm64.c).
+		QEMU_MODULE_DIR=$bundle/mod ./lib/ld-linux-aarch64.so.1 --library-path ./lib \
+			./qemu-system-aarch64 -M virt,highmem=off,gic-version=2 -cpu cortex-a57 \
+			-nodefaults -display none -accel tcg,tb-size=32 "$@" -kernel ./payload.elf \
+			-device "vfio-pci,host=$bdf,romfile=" \
+			-serial "file:$serial" -no-reboot \
+			-trace vfio_listener_region_add_ram -trace vfio_listener_region_del \
+			-trace vfio_region_mmap 2>/tmp/qemu.err & ;;
+	esac
 	qpid=$!
 	# Wait for the payload's verdict (or QEMU's end).
 	verdict=
@@ -110,6 +133,15 @@ run_case() {
 	lck=$(awk '/^VmLck:/ { print $2 }' /proc/$qpid/status 2>/dev/null)
 	echo "# QEMU VmLck while running: ${lck:-?} kB; pins held: $(($(vmstat nr_foll_pin_acquired) - acq0 - $(vmstat nr_foll_pin_released) + rel0))"
 	check "$name: QEMU's locked memory covers its $mib MiB of guest RAM (VmLck ${lck:-?} kB)" [ "${lck:-0}" -ge $((mib * 1024)) ]
+	if [ "$arch" != x86_64 ]; then
+		# The MSIs: the payload's own count, and this VM's count of the
+		# vfio-msi interrupt QEMU asked for (freed when QEMU exits).
+		taken=$(sed -n 's/^payload: MSIs taken: \([0-9]*\).*/\1/p' $serial | head -1)
+		seen=$(awk -v d="$bdf" '$0 ~ "vfio-msi.*" d { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }' /proc/interrupts)
+		echo "# MSIs ($name): the payload took ${taken:-none}; the test VM's vfio-msi for $bdf counted $seen"
+		check "$name: the nested guest took the edu's 5 MSIs (register, 4 DMA completions; ${taken:-none} taken)" [ "${taken:-0}" = 5 ]
+		check "$name: every MSI came through the test VM's IOMMU to vfio-pci ($seen counted)" [ "$seen" -ge 5 ]
+	fi
 
 	kill -$sig $qpid 2>/dev/null
 	wait $qpid
@@ -128,21 +160,21 @@ run_case() {
 		}' $T/trace >/tmp/census
 		cat /tmp/census
 		echo "# census ($name): $(grep -c '^# map ' /tmp/census) MAP_DMA, $(grep -c '^# unmap ' /tmp/census) UNMAP_DMA"
-		# The payload lives at 1 MiB; its buffers must be inside one mapping.
+		# The payload and its buffers must lie inside one mapping.
 		bar=$(sed -n 's/.*edu at .*BAR0 \(0x[0-9a-f]*\).*/\1/p' $serial | head -1)
 		moved=$(sed -n 's/.*BAR0 moved to \(0x[0-9a-f]*\).*/\1/p' $serial | head -1)
 		ram=0 p2p=0 p2p_moved=0 p2p_gone=0
 		while read -r _ kind _ iova size _; do
 			iova=$((${iova#iova=})) size=$((${size#size=}))
 			if [ "$kind" = map ]; then
-				[ "$iova" -le $((0x100000)) ] && [ $((iova + size)) -ge $((0x110000)) ] && ram=1
+				[ "$iova" -le $payload_at ] && [ $((iova + size)) -ge $((payload_at + 0x10000)) ] && ram=1
 				[ -n "$bar" ] && [ "$iova" = $((bar)) ] && [ "$size" = $((0x100000)) ] && p2p=1
 				[ -n "$moved" ] && [ "$iova" = $((moved)) ] && [ "$size" = $((0x100000)) ] && p2p_moved=1
 			elif [ -n "$bar" ] && [ "$iova" = $((bar)) ] && [ "$size" = $((0x100000)) ]; then
 				p2p_gone=1
 			fi
 		done </tmp/census
-		check "$name: QEMU mapped the guest RAM holding the payload (iova 0x100000)" [ "$ram" = 1 ]
+		check "$name: QEMU mapped the guest RAM holding the payload (iova $(printf 0x%x $payload_at))" [ "$ram" = 1 ]
 		check "$name: QEMU mapped the edu BAR (${bar:-?}, 1 MiB) for peer-to-peer" [ "$p2p" = 1 ]
 		check "$name: when the guest moved the BAR, QEMU unmapped it at ${bar:-?} and mapped it at ${moved:-?}" \
 			[ "$p2p_gone" = 1 -a "$p2p_moved" = 1 ]
@@ -159,25 +191,31 @@ run_case() {
 		left=$(head -1 /sys/kernel/debug/vfio_iommu_type1_rs/containers)
 		check "$name: no container left in debugfs ($left)" [ "$left" = "0 containers" ]
 	fi
-	trouble=$(dmesg | grep -E 'WARNING:|BUG:|Oops|DMAR:.*fault|Unable to handle')
+	trouble=$(dmesg | grep -E 'WARNING:|BUG:|Oops|DMAR:.*fault|Unable to handle|arm-smmu-v3.*event')
 	check "$name: no kernel warning or IOMMU fault during the run" [ -z "$trouble" ]
 	[ -n "$trouble" ] && echo "$trouble" | sed 's/^/# /'
 }
 
 run_case anon 32 TERM -m 32
-echo 40 >/proc/sys/vm/nr_hugepages
-free=$(awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo)
+# 2 MiB huge pages on every kernel (on 64 KiB pages the default size is
+# 512 MiB; 2 MiB is the contiguous-PTE size there).
+hp=/sys/kernel/mm/hugepages/hugepages-2048kB
+echo 40 >$hp/nr_hugepages
+free=$(cat $hp/free_hugepages)
+mkdir -p /tmp/hugetlb-2m
+mount -t hugetlbfs -o pagesize=2M none /tmp/hugetlb-2m
 if [ "${free:-0}" -ge 32 ]; then
-	run_case hugetlb 64 KILL -m 64 -object memory-backend-file,id=ram,size=64M,mem-path=/dev/hugepages,share=on,prealloc=on \
+	run_case hugetlb 64 KILL -m 64 -object memory-backend-file,id=ram,size=64M,mem-path=/tmp/hugetlb-2m,share=on,prealloc=on \
 		-machine memory-backend=ram
 	# The huge pages are free again once QEMU is gone.
-	free2=$(awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo)
+	free2=$(cat $hp/free_hugepages)
 	check "hugetlb: every huge page is free again ($free2 of $free)" [ "$free2" = "$free" ]
 else
 	n=$((n + 1))
 	echo "ok $n hugetlb: nested guest on hugetlbfs # SKIP only ${free:-0} free 2 MiB pages"
 fi
-echo 0 >/proc/sys/vm/nr_hugepages
+umount /tmp/hugetlb-2m
+echo 0 >$hp/nr_hugepages
 [ "$census" = 1 ] && echo '-:clients/container_ioctl' >>$T/kprobe_events
 echo "1..$n"
 [ "$failed" = 0 ]
