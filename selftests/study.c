@@ -21,7 +21,8 @@
  *   STUDY|STEP n name description
  *   STUDY|S id frame;frame;...        a stack, probed function first
  *   STUDY|E step event stack-id args  an event (stack-id - if none)
- *   STUDY|END module events=N lost=N served=0|1 runs=N huge=0|1 [error=...]
+ *   STUDY|END module events=N lost=N served=0|1 runs=N huge=0|1 msis=N replay=0|1
+ *             [error=...]
  *
  * Exit status: 0, or 1 if the flow or the tracing failed.
  */
@@ -76,12 +77,14 @@ static int cmd_run(const char *module)
 		else
 			printf("STUDY|E %d %s - %s\n", e->step, e->name, e->raw);
 	}
-	printf("STUDY|END %s events=%d lost=%ld served=%d runs=%d huge=%d", module, t.nev,
-	       t.lost, fl.served, fl.runs, fl.huge);
+	printf("STUDY|END %s events=%d lost=%ld served=%d runs=%d huge=%d msis=%ld replay=%d", module,
+	       t.nev, t.lost, fl.served, fl.runs, fl.huge, fl.msis, fl.replay);
 	if (fl.err[0])
 		printf(" error=step %d: %s", fl.failed_step, fl.err);
+	else if (fl.msi_err[0])
+		printf(" error=step %d: %s", STEP_MSI, fl.msi_err);
 	printf("\n");
-	if (t.lost || !fl.served)
+	if (t.lost || !fl.served || fl.msi_err[0])
 		rc = 1;
 	study_trace_free(&t);
 	return rc;

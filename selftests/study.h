@@ -17,8 +17,12 @@
  *  3. The flow, one VFIO step at a time, as QEMU does it, with a trace
  *     marker "STEP n name description" written before each step: open the
  *     container, SET_CONTAINER, SET_IOMMU, MAP_DMA of scattered base pages
- *     (PG: 4 KiB, or 64 KiB) and of a 2 MiB hugetlb page, a second group
- *     joining (merged onto the domain), UNMAP_DMA of each, the two groups
+ *     (PG: 4 KiB, or 64 KiB) and of a 2 MiB hugetlb page, the first
+ *     group's device taking an MSI (VFIO_DEVICE_SET_IRQS: on arm64 the
+ *     doorbell is mapped into the domain's MSI window), a second group
+ *     joining (merged onto the domain; or, where two groups sit behind
+ *     two IOMMUs, as in the two-SMMU VM, a domain of its own with every
+ *     mapping replayed into it), UNMAP_DMA of each, the two groups
  *     leaving, close.
  *  4. A parser of the instance's trace into events (step, name, arguments,
  *     stack), and the counts the study and the test are about: domains
@@ -36,9 +40,12 @@
 #define _GNU_SOURCE	/* mremap() */
 #endif
 #include "fixture.h"
+#include "edu.h"
 
 #include <ctype.h>
+#include <poll.h>
 #include <stdarg.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 
@@ -476,6 +483,7 @@ enum study_step {
 	STEP_SET_IOMMU,
 	STEP_MAP_4K,
 	STEP_MAP_2M,
+	STEP_MSI,
 	STEP_MERGE,
 	STEP_UNMAP_4K,
 	STEP_UNMAP_2M,
@@ -491,6 +499,7 @@ static const char *const study_step_name[STUDY_NSTEPS + 1] = {
 	[STEP_SET_IOMMU] = "set-iommu",
 	[STEP_MAP_4K] = "map-4k",
 	[STEP_MAP_2M] = "map-2m",
+	[STEP_MSI] = "msi",
 	[STEP_MERGE] = "merge-group",
 	[STEP_UNMAP_4K] = "unmap-4k",
 	[STEP_UNMAP_2M] = "unmap-2m",
@@ -510,6 +519,10 @@ struct study_flow {
 	uint64_t iova_pgsizes;	/* the container's, after SET_IOMMU (0: unknown) */
 	bool huge;		/* map-2m mapped a 2 MiB hugetlb page */
 	char huge_why[128];	/* why not */
+	long msis;		/* interrupts the msi step's eventfd counted */
+	char msi_err[160];	/* why the msi step failed ("": it did not) */
+	bool replay;		/* the second group is behind another IOMMU */
+	char iommu[2][128];	/* then: the IOMMU of each group */
 	int failed_step;	/* 0, or the step that failed */
 	char err[160];
 };
@@ -637,14 +650,68 @@ static inline char *study_huge_page(bool *added, char *why, size_t whylen)
 }
 
 /*
+ * The msi step: the device of group (bdf) gets its MSI wired to an eventfd
+ * (VFIO_DEVICE_SET_IRQS), raises it once by its register, has it switched
+ * off, and is closed again (the groups could not leave the container with
+ * a device open). Where the platform maps the doorbell through the DMA
+ * domain (arm64: the MSI cookie's window), iommu_dma_get_msi_page maps it
+ * here. A failure is recorded in fl->msi_err; the flow goes on.
+ */
+static inline void study_msi(struct study_flow *fl, int group, const char *bdf)
+{
+	struct pollfd p = { .events = POLLIN };
+	struct edu e;
+	uint64_t n = 0;
+
+	p.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (p.fd < 0) {
+		snprintf(fl->msi_err, sizeof(fl->msi_err), "eventfd: %s", strerror(errno));
+		return;
+	}
+	if (edu_open(&e, group, bdf) || edu_msi_set(&e, p.fd)) {
+		snprintf(fl->msi_err, sizeof(fl->msi_err), "%.31s: %.120s", bdf, e.err);
+	} else {
+		edu_write(&e, EDU_REG_IRQ_RAISE, 1, 4);
+		if (poll(&p, 1, 2000) == 1 && read(p.fd, &n, sizeof(n)) == sizeof(n))
+			fl->msis = (long)n;
+		else
+			snprintf(fl->msi_err, sizeof(fl->msi_err), "%.31s: no MSI within 2 s", bdf);
+		edu_write(&e, EDU_REG_IRQ_ACK, 1, 4);
+		if (edu_msi_set(&e, -1))
+			snprintf(fl->msi_err, sizeof(fl->msi_err), "%.31s: %.120s", bdf, e.err);
+	}
+	edu_close(&e);
+	close(p.fd);
+}
+
+/*
+ * The two groups of the flow: two behind different IOMMUs if there are
+ * (fl->replay), else the first two single-device groups. NULL if none.
+ */
+static inline bool study_groups(struct study_flow *fl, const struct vfio_test_group **g0,
+				const struct vfio_test_group **g1)
+{
+	static struct vfio_test_group a, b;
+
+	if (groups_on_two_iommus(&a, &b, fl->iommu[0], fl->iommu[1], sizeof(fl->iommu[0]))) {
+		fl->replay = true;
+		*g0 = &a;
+		*g1 = &b;
+		return true;
+	}
+	*g0 = vfio_test_group_find(1, 0);
+	*g1 = vfio_test_group_find(1, 1);
+	return *g0 && *g1;
+}
+
+/*
  * Walks the flow on the backend that serves new containers (expected:
  * module), recording into the instance (study_setup() first). Returns 0, or
  * -1 with fl->failed_step and fl->err set (everything opened is closed).
  */
 static inline int study_flow(struct study_flow *fl, const char *module)
 {
-	const struct vfio_test_group *g0 = vfio_test_group_find(1, 0);
-	const struct vfio_test_group *g1 = vfio_test_group_find(1, 1);
+	const struct vfio_test_group *g0, *g1;
 	int container = -1, group = -1, group2 = -1, ret = -1, id0, id1;
 	char *pages = NULL, *huge = NULL;
 	bool added = false;
@@ -652,7 +719,7 @@ static inline int study_flow(struct study_flow *fl, const char *module)
 
 	memset(fl, 0, sizeof(*fl));
 	fl->module = module;
-	if (!g0 || !g1) {
+	if (!study_groups(fl, &g0, &g1)) {
 		snprintf(fl->err, sizeof(fl->err), "needs two single-device groups on vfio-pci");
 		return -1;
 	}
@@ -716,8 +783,15 @@ static inline int study_flow(struct study_flow *fl, const char *module)
 	} else {
 		study_step(STEP_MAP_2M, "skipped: %s", fl->huge_why);
 	}
-	study_step(STEP_MERGE, "open(/dev/vfio/%d) (%s), VFIO_GROUP_SET_CONTAINER: a second group joins",
-		   id1, g1->dev[0]);
+	study_step(STEP_MSI, "%s: VFIO_DEVICE_SET_IRQS(MSI -> eventfd), raised once, off, closed",
+		   g0->dev[0]);
+	study_msi(fl, group, g0->dev[0]);
+	if (fl->replay)
+		study_step(STEP_MERGE, "open(/dev/vfio/%d) (%s, %s), VFIO_GROUP_SET_CONTAINER: behind another IOMMU, a domain of its own, the mappings replayed",
+			   id1, g1->dev[0], fl->iommu[1]);
+	else
+		study_step(STEP_MERGE, "open(/dev/vfio/%d) (%s), VFIO_GROUP_SET_CONTAINER: a second group joins",
+			   id1, g1->dev[0]);
 	group2 = vfio_group_attach(container, id1, 0);
 	if (group2 < 0) {
 		study_fail(fl, STEP_MERGE, "second SET_CONTAINER", group2);

@@ -16,8 +16,15 @@
  *     size that fits (iova_pgsizes): one 2 MiB block (level-2 block on
  *     arm64, superpage on VT-d), not 512 pages, with 4 KiB pages; 32 leaves
  *     of 64 KiB with a 64 KiB granule (64K | 512M);
+ *   - the first group's device takes an MSI (VFIO_DEVICE_SET_IRQS): on
+ *     arm64 the doorbell page is mapped into the domain's MSI window
+ *     (0x8000000, one PG page), on x86_64 (interrupt remapping) nothing is
+ *     mapped;
  *   - the second group is merged: one domain allocated for it and freed
- *     again, nothing mapped anew; every domain allocated is freed;
+ *     again, nothing mapped anew; or, where it is behind another IOMMU
+ *     (the two-SMMU VM), it keeps a domain of its own and every mapping is
+ *     replayed into it: the same page-table leaves as MAP_DMA wrote; every
+ *     domain allocated is freed;
  *   - every UNMAP_DMA invalidates the IOTLB, and (when the other backend can
  *     be loaded in this VM: the C module next to ours, or ours next to C
  *     when /vmtest has it) ours issues no more TLB invalidations per unmap
@@ -247,11 +254,46 @@ TEST(map_2m_hugetlb_writes_one_block_not_512_pages)
 	}
 }
 
+/* The MSI window of the SMMUv3's software MSI region (MSI_IOVA_BASE). */
+#define MSI_WINDOW	0x8000000ULL
+#define MSI_WINDOW_LEN	0x100000ULL
+
+TEST(msi_maps_the_doorbell_into_the_msi_window)
+{
+	long in_window = 0, maps = 0;
+
+	NEED_RUN();
+	ASSERT_STREQ("", S.flow.msi_err);
+	EXPECT_GE(S.flow.msis, 1) TH_LOG("the eventfd counted no MSI");
+	for (int i = 0; i < S.trace.nev; i++) {
+		const struct study_event *e = &S.trace.ev[i];
+		unsigned long long iova = study_arg(e, "iova", 0);
+
+		if (e->step != STEP_MSI || strcmp(e->name, "iommu_map"))
+			continue;
+		maps++;
+		if (iova >= MSI_WINDOW && iova < MSI_WINDOW + MSI_WINDOW_LEN &&
+		    study_arg(e, "size", 0) == PG)
+			in_window++;
+	}
+	ksft_print_msg("msi: %ld MSI(s) counted, %ld iommu_map call(s), %ld of one %llu KiB page in the MSI window\n",
+		       S.flow.msis, maps, in_window, (unsigned long long)(PG >> 10));
+	if (arch_is_arm64()) {
+		EXPECT_EQ(1, in_window) TH_LOG("the doorbell was not mapped at 0x8000000+");
+		EXPECT_EQ(maps, in_window);
+	} else {
+		EXPECT_EQ(0, maps) TH_LOG("VT-d remaps interrupts: nothing goes into the DMA domain");
+	}
+}
+
 TEST(second_group_merges_onto_the_domain)
 {
 	struct study_counts c;
 
 	NEED_RUN();
+	if (S.flow.replay)
+		SKIP(return, "the groups are behind two IOMMUs (%s, %s): replayed, not merged",
+		     S.flow.iommu[0], S.flow.iommu[1]);
 	study_counts(&S.trace, STEP_MERGE, &c);
 	ksft_print_msg("merge-group: %ld allocated, %ld freed, %s x%ld, %ld map call(s)\n",
 		       c.domains_allocated, c.domains_freed, drv_attach(), c.attaches,
@@ -262,6 +304,31 @@ TEST(second_group_merges_onto_the_domain)
 	EXPECT_EQ(1, c.domains_freed);
 	EXPECT_GE(c.attaches, 2);
 	EXPECT_EQ(0, c.map_calls) TH_LOG("mappings were replayed into a domain merged away");
+}
+
+TEST(second_group_behind_another_iommu_gets_every_mapping_replayed)
+{
+	struct study_counts c, m4, m2;
+
+	NEED_RUN();
+	if (!S.flow.replay)
+		SKIP(return, "every vfio-pci group is behind one IOMMU (two SMMUs: scripts/vm --arch arm64 --smmus 2)");
+	study_counts(&S.trace, STEP_MERGE, &c);
+	study_counts(&S.trace, STEP_MAP_4K, &m4);
+	study_counts(&S.trace, STEP_MAP_2M, &m2);
+	ksft_print_msg("merge-group (%s, then %s): %ld allocated, %ld freed, %s x%ld, %ld map call(s), leaves %ld x %lluK, %ld x 2M, %ld other\n",
+		       S.flow.iommu[0], S.flow.iommu[1], c.domains_allocated, c.domains_freed,
+		       drv_attach(), c.attaches, c.map_calls, c.leaves_pg,
+		       (unsigned long long)(PG >> 10), c.leaves_2m, c.leaves_other);
+	/* Its own domain, kept: the other IOMMU's domain refuses the group. */
+	EXPECT_EQ(1, c.domains_allocated);
+	EXPECT_EQ(0, c.domains_freed);
+	EXPECT_GE(c.attaches, 1);
+	/* The replay writes what MAP_DMA wrote into the first domain. */
+	EXPECT_EQ(m4.map_calls + m2.map_calls, c.map_calls);
+	EXPECT_EQ(m4.leaves_pg + m2.leaves_pg, c.leaves_pg);
+	EXPECT_EQ(m4.leaves_2m + m2.leaves_2m, c.leaves_2m);
+	EXPECT_EQ(m4.leaves_other + m2.leaves_other, c.leaves_other);
 }
 
 TEST(every_domain_allocated_is_freed)
