@@ -26,6 +26,9 @@ BUILD_DIR=$VFIO_RS_CACHE/build
 QEMU11_DIR=$VFIO_RS_CACHE/qemu11
 # Debian's arm64 QEMU for the QEMU client in the arm64 VM (setup, 2e).
 QEMU_ARM64_DIR=$VFIO_RS_CACHE/qemu-arm64
+# A trixie root with Debian's kernel toolchain (scripts/distro): building
+# against Debian's own kernel (KERNEL_FLAVOUR=debian).
+DISTRO_ROOT=$VFIO_RS_CACHE/trixie-root
 # Build products and logs: out/ for the default kernel, out/linux-V/ else.
 OUT_DIR=$REPO_ROOT/out
 [ "$KERNEL_VERSION_WANT" = "$KERNEL_VERSION_DEFAULT" ] || OUT_DIR=$REPO_ROOT/out/linux-$KERNEL_VERSION_WANT
@@ -113,6 +116,28 @@ kmake_vars() {
     *) die "unknown arch '$1' (x86_64 or arm64)" ;;
   esac
   [ "${2:-normal}" != debug ] || echo LLVM=-19
+  # Debian's kernel: its compiler and release string (its .kernelvariables),
+  # in the trixie root (distro_run).
+  if [ "${2:-normal}" = debian ]; then
+    case $1 in
+      x86_64) echo CROSS_COMPILE=x86_64-linux-gnu- CC=x86_64-linux-gnu-gcc-14 KERNELRELEASE=7.3.4+deb13-amd64 ;;
+      arm64) echo CC=aarch64-linux-gnu-gcc-14 KERNELRELEASE=7.3.4+deb13-arm64 ;;
+    esac
+    echo HOSTCC=gcc-14
+  fi
+}
+
+# Runs a command in the trixie root: a private mount namespace with the
+# repository, the cache, /dev and /proc bound at their own paths, then
+# chroot, with a clean environment (the host's RUST_LIB_SRC, LIBCLANG_PATH
+# and PATH name host tools).
+distro_run() {
+  [ -x "$DISTRO_ROOT/usr/bin/rustc" ] || die "no trixie root in $DISTRO_ROOT: run scripts/distro toolchain"
+  R=$DISTRO_ROOT A=$REPO_ROOT C=$VFIO_RS_CACHE unshare -m --propagation private -- /bin/sh -c '
+    for d in "$A" "$C"; do mkdir -p "$R$d"; mount --bind "$d" "$R$d"; done
+    mount --bind /dev "$R/dev"
+    mount -t proc proc "$R/proc"
+    exec chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"' sh "$@"
 }
 
 # Builds the external module in SRC (a directory with its Kbuild) against
@@ -124,7 +149,10 @@ kmake_vars() {
 kmake_external() {
   local kdir=$1 src=$2 out=$3 items=$4 i
   shift 4
-  if grep -q 'origin MO' "$(kernel_src)/Makefile"; then
+  if [ -f "$kdir/.vfio-rs-distro" ]; then
+    # Debian's kernel (scripts/distro): its toolchain, in the trixie root.
+    distro_run make -s -C "$kdir" M="$src" MO="$out" "$@" modules
+  elif grep -q 'origin MO' "$(kernel_src)/Makefile"; then
     make -s -C "$kdir" M="$src" MO="$out" "$@" modules
   else
     mkdir -p "$out/src"
