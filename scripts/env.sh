@@ -121,7 +121,7 @@ kmake_vars() {
   if [ "${2:-normal}" = debian ]; then
     case $1 in
       x86_64) echo CROSS_COMPILE=x86_64-linux-gnu- CC=x86_64-linux-gnu-gcc-14 KERNELRELEASE=7.3.4+deb13-amd64 ;;
-      arm64) echo CC=aarch64-linux-gnu-gcc-14 KERNELRELEASE=7.3.4+deb13-arm64 ;;
+      arm64) echo CC=aarch64-linux-gnu-gcc-14 CROSS_COMPILE_COMPAT=arm-linux-gnueabihf- KERNELRELEASE=7.3.4+deb13-arm64 ;;
     esac
     echo HOSTCC=gcc-14
   fi

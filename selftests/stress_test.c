@@ -713,7 +713,7 @@ FIXTURE_SETUP(stress)
 	if (g)
 		self->gc = *g;
 
-	ASSERT_EQ(0, trm_load()) TH_LOG("cannot load mdev + vfio_rs_test_mdev.ko");
+	TRM_LOAD_OR_SKIP();
 	backend_assert_idle(_metadata);
 	ASSERT_EQ(0, trm_create(&self->mdev));
 

@@ -166,6 +166,8 @@ TEST(set_iommu_allocates_a_domain_and_reaches_driver_attach)
 	ksft_print_msg("set-iommu: %ld domain(s) allocated, %s x%ld\n", c.domains_allocated,
 		       drv_attach(), c.attaches);
 	EXPECT_EQ(1, c.domains_allocated);
+	if (!study_probe_set(drv_attach()))
+		SKIP(return, "%s cannot be probed in this kernel (not in kallsyms: inlined)", drv_attach());
 	EXPECT_GE(c.attaches, 1) TH_LOG("SET_IOMMU did not reach %s", drv_attach());
 }
 
@@ -302,7 +304,10 @@ TEST(second_group_merges_onto_the_domain)
 	 * onto the container's domain and the new one is freed, unused. */
 	EXPECT_EQ(1, c.domains_allocated);
 	EXPECT_EQ(1, c.domains_freed);
-	EXPECT_GE(c.attaches, 2);
+	if (study_probe_set(drv_attach()))
+		EXPECT_GE(c.attaches, 2);
+	else
+		ksft_print_msg("%s cannot be probed in this kernel: attaches not counted\n", drv_attach());
 	EXPECT_EQ(0, c.map_calls) TH_LOG("mappings were replayed into a domain merged away");
 }
 
@@ -323,7 +328,8 @@ TEST(second_group_behind_another_iommu_gets_every_mapping_replayed)
 	/* Its own domain, kept: the other IOMMU's domain refuses the group. */
 	EXPECT_EQ(1, c.domains_allocated);
 	EXPECT_EQ(0, c.domains_freed);
-	EXPECT_GE(c.attaches, 1);
+	if (study_probe_set(drv_attach()))
+		EXPECT_GE(c.attaches, 1);
 	/* The replay writes what MAP_DMA wrote into the first domain. */
 	EXPECT_EQ(m4.map_calls + m2.map_calls, c.map_calls);
 	EXPECT_EQ(m4.leaves_pg + m2.leaves_pg, c.leaves_pg);
