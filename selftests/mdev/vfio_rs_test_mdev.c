@@ -21,6 +21,43 @@
  * exactly what was taken: vfio requires an emulated-IOMMU driver to unpin
  * everything in a range it is told about, and the type1 backend BUG()s after
  * ten retries otherwise.
+ *
+ * Locking. Two locks, so that nothing the .dma_unmap callback waits for is
+ * held across a call into the backend:
+ *
+ *   cmd_lock   (mutex) serialises commands, reads of the result and
+ *              open/close. It is held across vfio_pin_pages,
+ *              vfio_unpin_pages and vfio_dma_rw (which take the backend's
+ *              lock: C's iommu->lock, ours Container::inner) and is never
+ *              taken by the .dma_unmap callback.
+ *   pins_lock  (spinlock) guards the pin table, the in-flight pin and the
+ *              counters. Held only around that bookkeeping: never across a
+ *              vfio call, never while taking another lock.
+ *
+ * The C backend calls .dma_unmap with iommu->device_list_lock held, a lock
+ * it takes under iommu->lock (vfio_notify_dma_unmap, register_device,
+ * unregister_device). A driver lock taken in the callback and held across
+ * vfio_pin_pages/vfio_dma_rw (iommu->lock) closes a cycle: this driver used
+ * to hold one `lock` for both, and lockdep reported
+ *   &s->lock -> &iommu->lock -> &iommu->device_list_lock -> &s->lock.
+ * The callback now takes pins_lock only. What is left is the C module's
+ * own cycle, which no driver can avoid: the unpins vfio requires in the
+ * callback take iommu->lock under device_list_lock, against iommu->lock ->
+ * device_list_lock above. Lockdep reports it on the first callback that
+ * unpins, and it deadlocks when another unmap that must notify (or a
+ * device open) takes iommu->lock meanwhile (stress.concurrent_unmaps, which
+ * skips C for this). Ours (Devices::list -> our locks -> Container::inner)
+ * has no such cycle.
+ *
+ * A page is pinned in the backend before it is in the table (between
+ * vfio_pin_pages returning and the record) and stays pinned after it left
+ * it (UNPIN, or another callback or close, between taking the entries and
+ * vfio_unpin_pages). A callback for a range with such a page waits (on
+ * pins_wq, pins_lock dropped) until the record or the unpin is done, then
+ * unpins what the table holds: C re-checks right after the callback and,
+ * if pages are still pinned, calls it again, at most ten times, then BUG()s.
+ * The wait is for a thread that needs only the backend's lock, which the
+ * backend dropped before calling us.
  */
 #include <linux/completion.h>
 #include <linux/device.h>
@@ -29,8 +66,10 @@
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/slab.h>
+#include <linux/spinlock.h>
 #include <linux/uaccess.h>
 #include <linux/vfio.h>
+#include <linux/wait.h>
 
 #define TRM_NAME "vfio_rs_test_mdev"
 
@@ -80,10 +119,13 @@ struct trm_result {
 /* --- driver state ------------------------------------------------------- */
 
 /* One pin reference: the type1 backend counts references per iova, so a
- * page pinned twice needs two entries and two unpins. */
+ * page pinned twice needs two entries and two unpins. An entry with an
+ * owner is being unpinned by that owner (UNPIN, a callback or close),
+ * outside pins_lock: nobody else touches it until the owner frees it. */
 struct trm_pin {
 	u64 iova;
-	struct page *page;
+	struct page *page;	/* NULL: free slot */
+	const void *owner;	/* NULL: pinned and idle */
 };
 
 /* Enough for a full VFIO_PIN_PAGES_MAX_ENTRIES pin plus a second one. */
@@ -91,15 +133,24 @@ struct trm_pin {
 
 struct trm_state {
 	struct vfio_device vdev;
-	/* Serialises commands, the .dma_unmap callback and close. Lock
-	 * order: lock -> type1's iommu->lock (taken inside vfio_pin_pages);
-	 * the callback runs with iommu->lock dropped, so no inversion. */
-	struct mutex lock;
+	/* Commands, result reads, open/close; see "Locking" at the top.
+	 * Order: cmd_lock -> the backend's lock (inside the vfio calls);
+	 * never taken by .dma_unmap. Guards res and cmdbuf. */
+	struct mutex cmd_lock;
+	/* The table, the in-flight pin and the counters; held only around
+	 * bookkeeping (never across a vfio call or another lock). */
+	spinlock_t pins_lock;
+	wait_queue_head_t pins_wq;	/* a pin recorded or an owned entry freed */
 	struct trm_pin *pins;	/* TRM_MAX_PINS slots, page == NULL: free */
-	unsigned int npins;
+	unsigned int npins;	/* slots in use, owned ones included */
+	/* The PIN command between vfio_pin_pages and its record (commands
+	 * are serialised, so there is at most one). */
+	bool pinning;
+	u64 pin_iova;
+	int pin_npage;
 	u64 unmap_calls, last_unmap_iova, last_unmap_len, unmap_unpinned;
-	/* The unmap gate, outside `lock`: GATE_WAIT blocks, and the gated
-	 * callback must not hold what GATE_OPEN takes. */
+	/* The unmap gate, outside both locks: GATE_WAIT blocks, and the
+	 * gated callback must not hold what GATE_OPEN takes. */
 	atomic_t gate_armed;
 	struct completion gate_reached, gate_open;
 	struct trm_result res;	/* result of the last command */
@@ -111,19 +162,44 @@ static struct trm_state *to_trm(struct vfio_device *vdev)
 	return container_of(vdev, struct trm_state, vdev);
 }
 
+/* An idle tracked reference of iova. pins_lock held. */
 static struct trm_pin *trm_find_pin(struct trm_state *s, u64 iova)
 {
 	int j;
 
 	for (j = 0; j < TRM_MAX_PINS; j++)
-		if (s->pins[j].page && s->pins[j].iova == iova)
+		if (s->pins[j].page && !s->pins[j].owner && s->pins[j].iova == iova)
 			return &s->pins[j];
 	return NULL;
 }
 
-/* Drops one tracked reference for each page of [iova, iova+npage pages):
- * returns false and changes nothing unless every page has one. */
-static bool trm_untrack_range(struct trm_state *s, u64 iova, int npage)
+static bool trm_in_range(u64 addr, u64 iova, u64 len)
+{
+	return addr - iova < len;
+}
+
+/* Whether a page of [iova, iova + len) is pinned in the backend but not
+ * idle in the table: being recorded (the in-flight PIN) or being unpinned
+ * (an owned entry). pins_lock held. */
+static bool trm_range_busy(struct trm_state *s, u64 iova, u64 len)
+{
+	int i, j;
+
+	for (j = 0; j < TRM_MAX_PINS; j++)
+		if (s->pins[j].page && s->pins[j].owner &&
+		    trm_in_range(s->pins[j].iova, iova, len))
+			return true;
+	if (s->pinning)
+		for (i = 0; i < s->pin_npage; i++)
+			if (trm_in_range(s->pin_iova + (u64)i * PAGE_SIZE, iova, len))
+				return true;
+	return false;
+}
+
+/* Takes one idle reference for each page of [iova, iova+npage pages) for
+ * @owner: returns false and changes nothing unless every page has one.
+ * pins_lock held. */
+static bool trm_claim_pages(struct trm_state *s, u64 iova, int npage, const void *owner)
 {
 	int i;
 
@@ -132,81 +208,148 @@ static bool trm_untrack_range(struct trm_state *s, u64 iova, int npage)
 	for (i = 0; i < npage; i++)
 		if (!trm_find_pin(s, iova + (u64)i * PAGE_SIZE))
 			return false;
-	for (i = 0; i < npage; i++) {
-		trm_find_pin(s, iova + (u64)i * PAGE_SIZE)->page = NULL;
-		s->npins--;
-	}
+	for (i = 0; i < npage; i++)
+		trm_find_pin(s, iova + (u64)i * PAGE_SIZE)->owner = owner;
 	return true;
+}
+
+/* Takes every idle reference in [iova, iova + len) for @owner, once no page
+ * of it is busy (see trm_range_busy); returns how many. pins_lock held
+ * (dropped while waiting). */
+static unsigned int trm_claim_range(struct trm_state *s, u64 iova, u64 len, const void *owner)
+{
+	unsigned int n = 0;
+	int j;
+
+	wait_event_cmd(s->pins_wq, !trm_range_busy(s, iova, len),
+		       spin_unlock(&s->pins_lock), spin_lock(&s->pins_lock));
+	for (j = 0; j < TRM_MAX_PINS; j++) {
+		struct trm_pin *p = &s->pins[j];
+
+		if (p->page && !p->owner && trm_in_range(p->iova, iova, len)) {
+			p->owner = owner;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Frees the slots @owner took (their pages unpinned) and wakes waiters. */
+static void trm_release_claimed(struct trm_state *s, const void *owner)
+{
+	int j;
+
+	spin_lock(&s->pins_lock);
+	for (j = 0; j < TRM_MAX_PINS; j++) {
+		struct trm_pin *p = &s->pins[j];
+
+		if (p->page && p->owner == owner) {
+			p->page = NULL;
+			p->owner = NULL;
+			s->npins--;
+		}
+	}
+	spin_unlock(&s->pins_lock);
+	wake_up_all(&s->pins_wq);
+}
+
+/* Unpins, one page at a time and without pins_lock, the @n references
+ * @owner took with trm_claim_range, then frees their slots. */
+static void trm_unpin_claimed(struct trm_state *s, const void *owner, unsigned int n)
+{
+	int j;
+
+	for (j = 0; j < TRM_MAX_PINS && n; j++) {
+		u64 iova;
+
+		spin_lock(&s->pins_lock);
+		if (!s->pins[j].page || s->pins[j].owner != owner) {
+			spin_unlock(&s->pins_lock);
+			continue;
+		}
+		iova = s->pins[j].iova;	/* ours: stays until we free it */
+		spin_unlock(&s->pins_lock);
+		vfio_unpin_pages(&s->vdev, iova, 1);
+		n--;
+	}
+	trm_release_claimed(s, owner);
 }
 
 static void trm_do_pin(struct trm_state *s, const struct trm_cmd *c)
 {
 	struct page **pages;
 	int n = c->npage, ret, i, j;
+	bool valid = n > 0 && n <= VFIO_PIN_PAGES_MAX_ENTRIES;
 	void *va;
 
-	/* vfio core limits a call to VFIO_PIN_PAGES_MAX_ENTRIES (-E2BIG past
-	 * it) and rejects 0; pass such requests through to get its errno but
-	 * never allocate more than that. */
-	if (n > 0 && n <= VFIO_PIN_PAGES_MAX_ENTRIES && s->npins + n > TRM_MAX_PINS) {
-		s->res.ret = -ENOSPC;
-		return;
-	}
 	pages = kcalloc(clamp_t(int, n, 1, VFIO_PIN_PAGES_MAX_ENTRIES + 1),
 			sizeof(*pages), GFP_KERNEL);
 	if (!pages) {
 		s->res.ret = -ENOMEM;
 		return;
 	}
+	/* vfio core limits a call to VFIO_PIN_PAGES_MAX_ENTRIES (-E2BIG past
+	 * it) and rejects 0; pass such requests through to get its errno but
+	 * never allocate more than that. Slots only free up meanwhile (the
+	 * only other writers are callbacks), so a fit now fits at the record. */
+	spin_lock(&s->pins_lock);
+	if (valid && s->npins + n > TRM_MAX_PINS) {
+		spin_unlock(&s->pins_lock);
+		kfree(pages);
+		s->res.ret = -ENOSPC;
+		return;
+	}
+	/* From here until the record a callback for this range waits. */
+	if (valid) {
+		s->pinning = true;
+		s->pin_iova = c->iova;
+		s->pin_npage = n;
+	}
+	spin_unlock(&s->pins_lock);
+
 	ret = vfio_pin_pages(&s->vdev, c->iova, n, c->prot, pages);
 	s->res.ret = ret;
 	if (ret > 0) {
-		for (i = 0, j = 0; i < ret; i++) {
-			while (s->pins[j].page)
-				j++;
-			s->pins[j].iova = c->iova + (u64)i * PAGE_SIZE;
-			s->pins[j].page = pages[i];
-			s->npins++;
-		}
 		/* Prove the page is the process's: the test compares these
-		 * bytes with what it wrote at that address. */
+		 * bytes with what it wrote at that address. (Still ours: a
+		 * callback waits for the record below.) */
 		va = kmap_local_page(pages[0]);
 		memcpy(s->res.data, va, TRM_PEEK_BYTES);
 		kunmap_local(va);
 	}
+	spin_lock(&s->pins_lock);
+	for (i = 0, j = 0; i < ret; i++) {
+		while (s->pins[j].page)
+			j++;
+		s->pins[j].iova = c->iova + (u64)i * PAGE_SIZE;
+		s->pins[j].page = pages[i];
+		s->pins[j].owner = NULL;
+		s->npins++;
+	}
+	s->pinning = false;
+	spin_unlock(&s->pins_lock);
+	wake_up_all(&s->pins_wq);
 	kfree(pages);
 }
 
 static void trm_do_unpin(struct trm_state *s, const struct trm_cmd *c)
 {
+	bool ok;
+
 	/* Only unpin what this driver pinned: type1 WARNs on an unpin of an
 	 * unmapped iova, and an unpin of someone else's reference would
-	 * corrupt its count. */
-	if (!trm_untrack_range(s, c->iova, c->npage)) {
+	 * corrupt its count. The entries stay (owned: a callback for their
+	 * range waits) until the backend has them back. */
+	spin_lock(&s->pins_lock);
+	ok = trm_claim_pages(s, c->iova, c->npage, c);
+	spin_unlock(&s->pins_lock);
+	if (!ok) {
 		s->res.ret = -ENOENT;
 		return;
 	}
 	vfio_unpin_pages(&s->vdev, c->iova, c->npage);
+	trm_release_claimed(s, c);
 	s->res.ret = c->npage;
-}
-
-/* Unpins every tracked reference in [iova, iova + len); returns how many. */
-static u64 trm_unpin_range(struct trm_state *s, u64 iova, u64 len)
-{
-	u64 n = 0;
-	int j;
-
-	for (j = 0; j < TRM_MAX_PINS; j++) {
-		struct trm_pin *p = &s->pins[j];
-
-		if (!p->page || p->iova < iova || p->iova - iova >= len)
-			continue;
-		vfio_unpin_pages(&s->vdev, p->iova, 1);
-		p->page = NULL;
-		s->npins--;
-		n++;
-	}
-	return n;
 }
 
 /* --- vfio_device_ops ---------------------------------------------------- */
@@ -215,7 +358,9 @@ static int trm_init_dev(struct vfio_device *vdev)
 {
 	struct trm_state *s = to_trm(vdev);
 
-	mutex_init(&s->lock);
+	mutex_init(&s->cmd_lock);
+	spin_lock_init(&s->pins_lock);
+	init_waitqueue_head(&s->pins_wq);
 	atomic_set(&s->gate_armed, 0);
 	init_completion(&s->gate_reached);
 	init_completion(&s->gate_open);
@@ -228,7 +373,7 @@ static void trm_release_dev(struct vfio_device *vdev)
 	struct trm_state *s = to_trm(vdev);
 
 	kfree(s->pins);
-	mutex_destroy(&s->lock);
+	mutex_destroy(&s->cmd_lock);
 }
 
 static int trm_open_device(struct vfio_device *vdev)
@@ -236,23 +381,32 @@ static int trm_open_device(struct vfio_device *vdev)
 	struct trm_state *s = to_trm(vdev);
 
 	/* Each open starts with fresh counters and result. */
-	mutex_lock(&s->lock);
+	mutex_lock(&s->cmd_lock);
+	spin_lock(&s->pins_lock);
 	s->unmap_calls = s->last_unmap_iova = s->last_unmap_len = 0;
 	s->unmap_unpinned = 0;
+	spin_unlock(&s->pins_lock);
 	memset(&s->res, 0, sizeof(s->res));
-	mutex_unlock(&s->lock);
+	mutex_unlock(&s->cmd_lock);
 	return 0;
 }
 
 static void trm_close_device(struct vfio_device *vdev)
 {
 	struct trm_state *s = to_trm(vdev);
+	unsigned int n;
+	u8 token;	/* its address tags the entries this call takes */
 
 	/* The device is still open for vfio here (open_count == 1), so pins
-	 * left by the test are given back now rather than leaked. */
-	mutex_lock(&s->lock);
-	trm_unpin_range(s, 0, U64_MAX);
-	mutex_unlock(&s->lock);
+	 * left by the test are given back now rather than leaked. A callback
+	 * running meanwhile (an unmap from another fd) keeps what it took and
+	 * gives it back itself; claim_range waits for that. */
+	mutex_lock(&s->cmd_lock);
+	spin_lock(&s->pins_lock);
+	n = trm_claim_range(s, 0, U64_MAX, &token);
+	spin_unlock(&s->pins_lock);
+	trm_unpin_claimed(s, &token, n);
+	mutex_unlock(&s->cmd_lock);
 }
 
 /* Called by type1 (vfio_notify_dma_unmap) before it removes a mapping that
@@ -260,17 +414,24 @@ static void trm_close_device(struct vfio_device *vdev)
 static void trm_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
 {
 	struct trm_state *s = to_trm(vdev);
+	unsigned int n;
+	u8 token;	/* its address tags the entries this call takes */
 
 	if (atomic_cmpxchg(&s->gate_armed, 1, 0) == 1) {
 		complete(&s->gate_reached);
 		wait_for_completion_timeout(&s->gate_open, TRM_GATE_TIMEOUT);
 	}
-	mutex_lock(&s->lock);
+	/* pins_lock only (see "Locking"): cmd_lock may be held by a command
+	 * waiting in the backend for iommu->lock, whose holder may wait for
+	 * the device_list_lock we are called under. */
+	spin_lock(&s->pins_lock);
 	s->unmap_calls++;
 	s->last_unmap_iova = iova;
 	s->last_unmap_len = length;
-	s->unmap_unpinned += trm_unpin_range(s, iova, length);
-	mutex_unlock(&s->lock);
+	n = trm_claim_range(s, iova, length, &token);
+	s->unmap_unpinned += n;
+	spin_unlock(&s->pins_lock);
+	trm_unpin_claimed(s, &token, n);
 }
 
 static int trm_get_region_info(struct vfio_device *vdev, struct vfio_region_info *info,
@@ -336,19 +497,21 @@ static ssize_t trm_read(struct vfio_device *vdev, char __user *buf, size_t count
 
 	if (*ppos != 0 || count > sizeof(s->res))
 		return -EINVAL;
-	mutex_lock(&s->lock);
+	mutex_lock(&s->cmd_lock);
+	spin_lock(&s->pins_lock);
 	s->res.unmap_calls = s->unmap_calls;
 	s->res.last_unmap_iova = s->last_unmap_iova;
 	s->res.last_unmap_len = s->last_unmap_len;
 	s->res.unmap_unpinned = s->unmap_unpinned;
 	s->res.pinned = s->npins;
+	spin_unlock(&s->pins_lock);
 	if (copy_to_user(buf, &s->res, count))
 		ret = -EFAULT;
-	mutex_unlock(&s->lock);
+	mutex_unlock(&s->cmd_lock);
 	return ret;
 }
 
-/* The gate commands: 0 or -errno. Run without `lock` (GATE_WAIT blocks). */
+/* The gate commands: 0 or -errno. Run without cmd_lock (GATE_WAIT blocks). */
 static int trm_gate(struct trm_state *s, u32 op)
 {
 	switch (op) {
@@ -381,7 +544,7 @@ static ssize_t trm_write(struct vfio_device *vdev, const char __user *buf, size_
 		return -EFAULT;
 	if (op >= TRM_OP_GATE_ARM && op <= TRM_OP_GATE_OPEN)
 		return trm_gate(s, op) ?: count;
-	mutex_lock(&s->lock);
+	mutex_lock(&s->cmd_lock);
 	if (copy_from_user(s->cmdbuf, buf, count)) {
 		ret = -EFAULT;
 		goto out;
@@ -413,14 +576,16 @@ static ssize_t trm_write(struct vfio_device *vdev, const char __user *buf, size_
 			s->res.ret = vfio_dma_rw(vdev, c->iova, s->res.data, c->len, false);
 		break;
 	case TRM_OP_RESET_COUNTERS:
+		spin_lock(&s->pins_lock);
 		s->unmap_calls = s->last_unmap_iova = s->last_unmap_len = 0;
 		s->unmap_unpinned = 0;
+		spin_unlock(&s->pins_lock);
 		break;
 	default:
 		ret = -EINVAL;
 	}
 out:
-	mutex_unlock(&s->lock);
+	mutex_unlock(&s->cmd_lock);
 	return ret;
 }
 
