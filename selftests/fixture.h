@@ -922,6 +922,16 @@ static inline int trm_load(void)
 	return r == -EEXIST ? 0 : r;
 }
 
+/* The VM runs a kernel without patches/linux/0001 (scripts/vm sets
+ * VFIO_TEST_CORE_UNPATCHED for Debian's kernel and VFIO_RS_CORE_PATCHES=0):
+ * vfio core releases the backend under running container ioctls. */
+static inline bool vfio_core_unpatched(void)
+{
+	const char *v = getenv("VFIO_TEST_CORE_UNPATCHED");
+
+	return v && v[0] == '1';
+}
+
 /* The test mdev in a fixture or test: loaded, or SKIP where the kernel has
  * no mdev core (trm_load's -ENODEV), saying so. */
 #define TRM_LOAD_OR_SKIP() do {								\

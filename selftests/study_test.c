@@ -304,10 +304,11 @@ TEST(second_group_merges_onto_the_domain)
 	 * onto the container's domain and the new one is freed, unused. */
 	EXPECT_EQ(1, c.domains_allocated);
 	EXPECT_EQ(1, c.domains_freed);
-	if (study_probe_set(drv_attach()))
+	if (study_probe_set(drv_attach())) {
 		EXPECT_GE(c.attaches, 2);
-	else
+	} else {
 		ksft_print_msg("%s cannot be probed in this kernel: attaches not counted\n", drv_attach());
+	}
 	EXPECT_EQ(0, c.map_calls) TH_LOG("mappings were replayed into a domain merged away");
 }
 
@@ -328,8 +329,9 @@ TEST(second_group_behind_another_iommu_gets_every_mapping_replayed)
 	/* Its own domain, kept: the other IOMMU's domain refuses the group. */
 	EXPECT_EQ(1, c.domains_allocated);
 	EXPECT_EQ(0, c.domains_freed);
-	if (study_probe_set(drv_attach()))
+	if (study_probe_set(drv_attach())) {
 		EXPECT_GE(c.attaches, 1);
+	}
 	/* The replay writes what MAP_DMA wrote into the first domain. */
 	EXPECT_EQ(m4.map_calls + m2.map_calls, c.map_calls);
 	EXPECT_EQ(m4.leaves_pg + m2.leaves_pg, c.leaves_pg);
