@@ -57,7 +57,14 @@
  * unpins what the table holds: C re-checks right after the callback and,
  * if pages are still pinned, calls it again, at most ten times, then BUG()s.
  * The wait is for a thread that needs only the backend's lock, which the
- * backend dropped before calling us.
+ * backend dropped before calling us. On ours nothing holding that lock
+ * waits for Devices::list, so the wait ends. On C it does not cure the
+ * cycle above, it hides it from lockdep (wait_event is not tracked): a
+ * callback (device_list_lock held) waiting for a PIN/UNPIN/close that waits
+ * for iommu->lock, held by a second notifying unmap or a register/
+ * unregister_device that waits for device_list_lock, is the same
+ * three-thread deadlock, reachable only under the C module's own cycle (no
+ * test runs that schedule on C; review of this rewrite, 2026-12-07).
  */
 #include <linux/completion.h>
 #include <linux/device.h>
