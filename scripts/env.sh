@@ -118,13 +118,28 @@ kmake_vars() {
   [ "${2:-normal}" != debug ] || echo LLVM=-19
   # Debian's kernel: its compiler and release string (its .kernelvariables),
   # in the trixie root (distro_run).
-  if [ "${2:-normal}" = debian ]; then
-    case $1 in
-      x86_64) echo CROSS_COMPILE=x86_64-linux-gnu- CC=x86_64-linux-gnu-gcc-14 KERNELRELEASE=7.3.4+deb13-amd64 ;;
-      arm64) echo CC=aarch64-linux-gnu-gcc-14 CROSS_COMPILE_COMPAT=arm-linux-gnueabihf- KERNELRELEASE=7.3.4+deb13-arm64 ;;
-    esac
-    echo HOSTCC=gcc-14
-  fi
+  # debian-16k: its arm64 16 KiB-page flavour.
+  case ${2:-normal} in
+    debian | debian-16k)
+      case $1 in
+        x86_64) echo CROSS_COMPILE=x86_64-linux-gnu- CC=x86_64-linux-gnu-gcc-14 ;;
+        arm64) echo CC=aarch64-linux-gnu-gcc-14 CROSS_COMPILE_COMPAT=arm-linux-gnueabihf- ;;
+      esac
+      echo "HOSTCC=gcc-14 KERNELRELEASE=$(debian_release "$1" "$2")" ;;
+  esac
+}
+
+# Debian's release string for (ARCH, FLAVOUR): 7.3.4+deb13-amd64, -arm64,
+# -arm64-16k (FLAVOUR debian-16k, arm64 only).
+debian_release() {
+  local da
+  case $1 in x86_64) da=amd64 ;; arm64) da=arm64 ;; *) die "unknown arch '$1'" ;; esac
+  case ${2:-debian} in
+    debian) ;;
+    debian-16k) [ "$1" = arm64 ] || die "Debian's 16k flavour is arm64 only"; da=$da-16k ;;
+    *) die "not a Debian flavour: '$2'" ;;
+  esac
+  echo "7.3.4+deb13-$da"
 }
 
 # Runs a command in the trixie root: a private mount namespace with the
