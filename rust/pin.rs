@@ -396,9 +396,6 @@ impl PinnedPages {
                 // SAFETY: `p` was pinned just above and is recorded nowhere.
                 unsafe { bindings::unpin_user_page_range_dirty_lock(p, 1, false) };
             }
-            if err == ENOMEM {
-                pr_warn!("map: RLIMIT_MEMLOCK ({}) exceeded\n", memlock_limit());
-            }
             return Err(err);
         }
         self.record(pages, lens, single_pages, map_run)
@@ -413,7 +410,10 @@ impl PinnedPages {
     fn charge_batch(&mut self, got: usize) -> Result {
         let covered = self.credit.min(got);
         let due = got.saturating_sub(covered);
-        self.owner.check_caller_limit(due)?;
+        // Only the limit check logs, as in C (not a failed allocation).
+        self.owner.check_caller_limit(due).inspect_err(|_| {
+            pr_warn!("map: RLIMIT_MEMLOCK ({}) exceeded\n", memlock_limit());
+        })?;
         self.owner.charge_pinned(due)?;
         // INVARIANT: `due` more pages charged; `covered` credit used up.
         self.credit = self.credit.saturating_sub(covered);
