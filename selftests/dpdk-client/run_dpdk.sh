@@ -8,7 +8,13 @@
 # testpmd forwards in io mode (port 0 -> port 1, port 1 -> port 0) after
 # sending one burst from each port first (start tx_first), so the bursts go
 # round and round for FWD_SECS seconds (default 5), then stops and quits.
-# testpmd is driven through its command line (-i) from a FIFO.
+# testpmd is driven through its command line (-i) from a FIFO. Two cases,
+# one testpmd run each:
+#   dynamic: EAL's default, memory taken from the huge pages as the heap
+#     grows (and given back as it shrinks): a MAP_DMA per 2 MiB page as
+#     EAL's memory event callback adds it, an UNMAP_DMA as it goes;
+#   prealloc: --socket-mem 64, 64 MiB taken at start (how DPDK is mostly
+#     deployed), mapped before the first device is set up.
 #
 # On a kernel without file locking (our test kernel: no
 # CONFIG_FILE_LOCKING, flock(2) is ENOSYS) EAL cannot lock a hugetlbfs
@@ -39,7 +45,7 @@
 #   - after testpmd exits (status 0): every pin released, module refcount
 #     0, (ours) no container left in debugfs, every huge page free again,
 #     no kernel warning or DMAR fault.
-# Prints "# map dpdk ..."/"# unmap dpdk ..." census lines (iova, size,
+# Prints "# map CASE ..."/"# unmap CASE ..." census lines (iova, size,
 # flags), the port counters and "# time ..." lines for the host script,
 # which compares the census of C and ours.
 #   sh run_dpdk.sh        (cwd: the bundle directory)
@@ -78,7 +84,8 @@ for d in /sys/bus/pci/drivers/vfio-pci/0000:*; do
 done
 set -- $nics
 [ $# = 2 ] || { echo "Bail out! want 2 e1000e NICs on vfio-pci (scripts/vm --nics 2), have: ${nics:-none}"; exit 1; }
-echo "# NICs $1 and $2 (groups $(basename "$(readlink /sys/bus/pci/devices/$1/iommu_group)") and $(basename "$(readlink /sys/bus/pci/devices/$2/iommu_group)")); backend $VFIO_BACKEND_MODULE; kernel $(uname -r)"
+nic0=$1 nic1=$2
+echo "# NICs $nic0 and $nic1 (groups $(basename "$(readlink /sys/bus/pci/devices/$nic0/iommu_group)") and $(basename "$(readlink /sys/bus/pci/devices/$nic1/iommu_group)")); backend $VFIO_BACKEND_MODULE; kernel $(uname -r)"
 
 # Huge pages: 2 MiB, reserved at boot (scripts/check-dpdk: hugepages=N).
 hp=/sys/kernel/mm/hugepages/hugepages-2048kB
@@ -99,160 +106,164 @@ if [ -w $T/kprobe_events ]; then
 	echo 'p:dpdk/container_ioctl vfio_fops_unl_ioctl cmd=$arg2:x32 flags=+u4($arg3):x32 f8=+u8($arg3):x64 f16=+u16($arg3):x64 f24=+u24($arg3):x64' >>$T/kprobe_events &&
 		echo 'cmd == 0x3b71 || cmd == 0x3b72' >$T/events/dpdk/container_ioctl/filter && census=1
 fi
-if [ "$census" = 1 ]; then
-	echo >$T/trace
-	echo 1 >$T/events/dpdk/container_ioctl/enable
-else
-	echo "# no kprobe events in this kernel: the MAP_DMA census is skipped"
-fi
+[ "$census" = 1 ] || echo "# no kprobe events in this kernel: the MAP_DMA census is skipped"
 
-acq0=$(vmstat nr_foll_pin_acquired)
-rel0=$(vmstat nr_foll_pin_released)
-dmesg -c >/dev/null
-rm -f /tmp/cmds
-mkfifo /tmp/cmds
-t0=$(now)
-./lib/ld-linux-x86-64.so.2 --library-path ./lib ./dpdk-testpmd \
-	-l 0-1 -n 1 --in-memory --no-telemetry --iova-mode=va \
-	$(cat ./plugins) \
-	-a "$1" -a "$2" -- \
-	-i --forward-mode=io --nb-cores=1 --total-num-mbufs=2048 --no-mlockall \
-	</tmp/cmds >/tmp/testpmd.log 2>&1 &
-tpid=$!
-exec 3>/tmp/cmds
-prompt=0
-wait_prompts 1 300 && prompt=1
-t1=$(now)
-echo "# time from testpmd start to its prompt: $(elapsed "$t0" "$t1") s"
-check "testpmd reached its prompt" [ "$prompt" = 1 ]
-
-locked=? mapped_now=?
-if [ "$prompt" = 1 ]; then
-	echo "start tx_first" >&3
-	sleep "$FWD_SECS"
-	# While forwarding: what the backend charged as locked memory, and
-	# what DPDK has mapped so far (MAPs less UNMAPs in the census).
-	locked=$(awk '/^VmLck:/ { print $2 }' /proc/$tpid/status)
-	pins=$(($(vmstat nr_foll_pin_acquired) - acq0 - $(vmstat nr_foll_pin_released) + rel0))
+# run_case NAME EAL-ARGS...: one testpmd run and its checks.
+run_case() {
+	name=$1
+	shift
+	echo "# case $name: testpmd ${*:-(EAL's default memory)}"
 	if [ "$census" = 1 ]; then
-		mapped_now=$(awk '/container_ioctl:/ {
-			for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-			if (v["cmd"] == "0x3b71") s += (v["f24"] + 0); else s -= (v["f16"] + 0)
-		} END { print s / 1024 }' $T/trace)
+		echo >$T/trace
+		echo 1 >$T/events/dpdk/container_ioctl/enable
 	fi
-	echo "# while forwarding: testpmd VmLck ${locked:-?} kB, DPDK has ${mapped_now} kB mapped, $pins pages pinned"
-	# The NICs' interrupts testpmd asked vfio-pci for (link state
-	# change; the queues are polled), counted by this kernel.
-	irqs=$(awk -v a="$1" -v b="$2" '$0 ~ "vfio.*(" a "|" b ")" {
-		for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; k = k " " $NF } END { print s + 0 ":" k }' /proc/interrupts)
-	echo "# while forwarding: vfio interrupts of the NICs counted ${irqs%%:*} (${irqs#*:} )"
-	echo "stop" >&3
-	wait_prompts 3 60
-	echo "show port stats all" >&3
-	wait_prompts 4 60
-fi
-t2=$(now)
-echo "quit" >&3
-exec 3>&-
-wait $tpid
-trc=$?
-t3=$(now)
-echo "# time forwarding: $(elapsed "$t1" "$t2") s; testpmd exited with status $trc, $(elapsed "$t2" "$t3") s after quit"
-[ "$census" = 1 ] && echo 0 >$T/events/dpdk/container_ioctl/enable
-grep -v '^ *$' /tmp/testpmd.log | sed 's/^/# testpmd: /' | head -200
-check "testpmd exited with status 0 after quit ($trc)" [ "$trc" = 0 ]
-# (Its log is complete only now: stdout to a file is buffered.)
-check "testpmd probed both NICs with net_e1000_em through vfio-pci" \
-	[ "$(grep -c 'Probe PCI driver: net_e1000_em' /tmp/testpmd.log)" = 2 ]
-check "EAL selected IOVA as VA" grep -q "Selected IOVA mode 'VA'" /tmp/testpmd.log
-lsc=$(grep -c '^Port [01]: link state change event' /tmp/testpmd.log)
-check "both ports' link state change interrupts reached testpmd through vfio-pci ($lsc events; ${irqs%%:*} vfio interrupts counted)" \
-	[ "$lsc" -ge 2 -a "${irqs%%:*}" -ge 2 ]
+	acq0=$(vmstat nr_foll_pin_acquired)
+	rel0=$(vmstat nr_foll_pin_released)
+	dmesg -c >/dev/null
+	rm -f /tmp/cmds
+	mkfifo /tmp/cmds
+	t0=$(now)
+	./lib/ld-linux-x86-64.so.2 --library-path ./lib ./dpdk-testpmd \
+		-l 0-1 -n 1 --in-memory --no-telemetry --iova-mode=va "$@" \
+		$(cat ./plugins) \
+		-a "$nic0" -a "$nic1" -- \
+		-i --forward-mode=io --nb-cores=1 --total-num-mbufs=2048 --no-mlockall \
+		</tmp/cmds >/tmp/testpmd.log 2>&1 &
+	tpid=$!
+	exec 3>/tmp/cmds
+	prompt=0
+	wait_prompts 1 300 && prompt=1
+	t1=$(now)
+	echo "# time from testpmd start to its prompt ($name): $(elapsed "$t0" "$t1") s"
+	check "$name: testpmd reached its prompt" [ "$prompt" = 1 ]
 
-# The NICs' counters (show port stats all): one line per port.
-awk '/NIC statistics for port/ { p = $(NF - 1) }
-	/RX-packets:/ && p != "" { rx[p] = $2; miss[p] = $4 }
-	/RX-errors:/ && p != "" { err[p] = $2 }
-	/RX-nombuf:/ && p != "" { nombuf[p] = $2 }
-	/TX-packets:/ && p != "" { tx[p] = $2; txerr[p] = $4 }
-	END { for (q in rx) print q, rx[q], miss[q], err[q], nombuf[q], tx[q], txerr[q] }' /tmp/testpmd.log |
-	sort >/tmp/portstats
-while read -r p rx miss err nombuf tx txerr; do
-	echo "# port $p: RX-packets $rx RX-missed $miss RX-errors $err RX-nombuf $nombuf TX-packets $tx TX-errors $txerr"
-done </tmp/portstats
-read -r _ rx0 miss0 err0 nb0 tx0 txe0 <<EOF
-$(sed -n 1p /tmp/portstats)
-EOF
-read -r _ rx1 miss1 err1 nb1 tx1 txe1 <<EOF
-$(sed -n 2p /tmp/portstats)
-EOF
-# testpmd's forwarding statistics (printed at stop), per port and in all.
-fwd=$(sed -n '/Accumulated forward statistics/,/++++++++/p' /tmp/testpmd.log)
-fwd_rx=$(echo "$fwd" | awk '/RX-packets:/ { print $2 }')
-fwd_tx=$(echo "$fwd" | awk '/TX-packets:/ { print $2 }')
-fwd_drop=$(sed -n '/Forward statistics for port\|Accumulated forward/,/----\|++++/p' /tmp/testpmd.log |
-	awk '/-dropped:/ { for (i = 1; i < NF; i++) if ($i ~ /-dropped:$/) s += $(i + 1) } END { print s + 0 }')
-fwd_err=$(grep -cE 'RX-error:|TX-error:|RX-nombufs:' /tmp/testpmd.log)
-echo "# packets: port 0 sent ${tx0:-?}, port 1 received ${rx1:-?}; port 1 sent ${tx1:-?}, port 0 received ${rx0:-?}; testpmd forwarded ${fwd_tx:-?} of ${fwd_rx:-?} received in ${FWD_SECS} s"
+	locked=? mapped_now=? irqs=0:
+	if [ "$prompt" = 1 ]; then
+		echo "start tx_first" >&3
+		sleep "$FWD_SECS"
+		# While forwarding: what the backend charged as locked memory,
+		# and what DPDK has mapped so far (MAPs less UNMAPs).
+		locked=$(awk '/^VmLck:/ { print $2 }' /proc/$tpid/status)
+		pins=$(($(vmstat nr_foll_pin_acquired) - acq0 - $(vmstat nr_foll_pin_released) + rel0))
+		if [ "$census" = 1 ]; then
+			mapped_now=$(awk '/container_ioctl:/ {
+				for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+				if (v["cmd"] == "0x3b71") s += (v["f24"] + 0); else s -= (v["f16"] + 0)
+			} END { print s / 1024 }' $T/trace)
+		fi
+		echo "# while forwarding ($name): testpmd VmLck ${locked:-?} kB, DPDK has $mapped_now kB mapped, $pins pages pinned"
+		# The NICs' interrupts testpmd asked vfio-pci for (link state
+		# change; the queues are polled), counted by this kernel.
+		irqs=$(awk -v a="$nic0" -v b="$nic1" '$0 ~ "vfio.*(" a "|" b ")" {
+			for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; k = k " " $NF } END { print s + 0 ":" k }' /proc/interrupts)
+		echo "# while forwarding ($name): vfio interrupts of the NICs counted ${irqs%%:*} (${irqs#*:} )"
+		echo "stop" >&3
+		wait_prompts 3 60
+		echo "show port stats all" >&3
+		wait_prompts 4 60
+	fi
+	t2=$(now)
+	echo "quit" >&3
+	exec 3>&-
+	wait $tpid
+	trc=$?
+	t3=$(now)
+	echo "# time forwarding ($name): $(elapsed "$t1" "$t2") s; testpmd exited with status $trc, $(elapsed "$t2" "$t3") s after quit"
+	[ "$census" = 1 ] && echo 0 >$T/events/dpdk/container_ioctl/enable
+	grep -v '^ *$' /tmp/testpmd.log | sed "s/^/# testpmd ($name): /" | head -200
+	check "$name: testpmd exited with status 0 after quit ($trc)" [ "$trc" = 0 ]
+	# (Its log is complete only now: stdout to a file is buffered.)
+	check "$name: testpmd probed both NICs with net_e1000_em through vfio-pci" \
+		[ "$(grep -c 'Probe PCI driver: net_e1000_em' /tmp/testpmd.log)" = 2 ]
+	check "$name: EAL selected IOVA as VA" grep -q "Selected IOVA mode 'VA'" /tmp/testpmd.log
+	lsc=$(grep -c '^Port [01]: link state change event' /tmp/testpmd.log)
+	check "$name: both ports' link state change interrupts reached testpmd through vfio-pci ($lsc events; ${irqs%%:*} vfio interrupts counted)" \
+		[ "$lsc" -ge 2 -a "${irqs%%:*}" -ge 2 ]
+
+	# The NICs' counters (show port stats all): rxN missN errN nbN txN
+	# txeN for port N.
+	rx0= rx1= tx0= tx1=
+	eval "$(awk '/NIC statistics for port/ { p = $(NF - 1) }
+		/RX-packets:/ && p != "" { printf "rx%s=%s miss%s=%s\n", p, $2, p, $4 }
+		/RX-errors:/ && p != "" { printf "err%s=%s\n", p, $2 }
+		/RX-nombuf:/ && p != "" { printf "nb%s=%s\n", p, $2 }
+		/TX-packets:/ && p != "" { printf "tx%s=%s txe%s=%s\n", p, $2, p, $4 }' /tmp/testpmd.log)"
+	for p in 0 1; do
+		eval "echo \"# port $p ($name): RX-packets \$rx$p RX-missed \$miss$p RX-errors \$err$p RX-nombuf \$nb$p TX-packets \$tx$p TX-errors \$txe$p\""
+	done
+	# testpmd's forwarding statistics (printed at stop).
+	fwd=$(sed -n '/Accumulated forward statistics/,/++++++++/p' /tmp/testpmd.log)
+	fwd_rx=$(echo "$fwd" | awk '/RX-packets:/ { print $2 }')
+	fwd_tx=$(echo "$fwd" | awk '/TX-packets:/ { print $2 }')
+	fwd_drop=$(sed -n '/Forward statistics for port\|Accumulated forward/,/----\|++++/p' /tmp/testpmd.log |
+		awk '/-dropped:/ { for (i = 1; i < NF; i++) if ($i ~ /-dropped:$/) s += $(i + 1) } END { print s + 0 }')
+	fwd_err=$(grep -cE 'RX-error:|TX-error:|RX-nombufs:' /tmp/testpmd.log)
+	echo "# packets ($name): port 0 sent ${tx0:-?}, port 1 received ${rx1:-?}; port 1 sent ${tx1:-?}, port 0 received ${rx0:-?}; testpmd forwarded ${fwd_tx:-?} of ${fwd_rx:-?} received in $FWD_SECS s"
+	check "$name: packets moved both ways, as many received as sent: port 0 -> 1 ${tx0:-?} sent, ${rx1:-?} received; port 1 -> 0 ${tx1:-?} sent, ${rx0:-?} received" moved
+	check "$name: no RX/TX errors, RX-missed or RX-nombuf on either port, nothing dropped in forwarding" clean
+
+	if [ "$census" = 1 ]; then
+		# One line per call: kind, iova, size, flags (MAP's vaddr kept
+		# apart: checked against the iova, left out of the comparison).
+		awk -v c="$name" '/container_ioctl:/ {
+			for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+			if (v["cmd"] == "0x3b71") printf "# map %s iova=%s size=%s flags=%s vaddr=%s\n", c, v["f16"], v["f24"], v["flags"], v["f8"]
+			else printf "# unmap %s iova=%s size=%s flags=%s\n", c, v["f8"], v["f16"], v["flags"]
+		}' $T/trace >/tmp/census
+		sed 's/ vaddr=.*//' /tmp/census
+		maps=$(grep -c '^# map ' /tmp/census) unmaps=$(grep -c '^# unmap ' /tmp/census)
+		sizes=$(awk '{ split($5, s, "="); k = $2 " " ((s[2] + 0) / 1048576) " MiB"; c[k]++ }
+			END { for (k in c) { printf "%s%d %s", sep, c[k], k; sep = ", " } }' /tmp/census)
+		total=$(awk '$2 == "map" { split($5, s, "="); t += (s[2] + 0) } END { print t / 1048576 }' /tmp/census)
+		echo "# census ($name): $maps MAP_DMA, $unmaps UNMAP_DMA ($sizes); $total MiB mapped in all"
+		bad=$(awk '$2 == "map" { split($4, i, "="); split($5, s, "="); split($7, v, "=");
+			if (i[2] != v[2] || (s[2] + 0) % 2097152) print }' /tmp/census)
+		check "$name: DPDK mapped its memory ($maps MAP_DMA, $total MiB), each with iova == vaddr and whole 2 MiB pages" \
+			[ "$maps" -gt 0 -a -z "$bad" ]
+		[ -n "$bad" ] && echo "$bad" | sed 's/^/# bad: /'
+		# Each UNMAP_DMA (the heap shrinking) takes back one earlier
+		# MAP_DMA whole; what is still mapped at exit goes with the
+		# container.
+		stray=$(awk '$2 == "map" { m[$4 " " $5]++ } $2 == "unmap" { if (m[$4 " " $5]-- <= 0) print }' /tmp/census)
+		check "$name: each of the $unmaps UNMAP_DMA undid one earlier MAP_DMA (same iova and size)" [ -z "$stray" ]
+		[ -n "$stray" ] && echo "$stray" | sed 's/^/# stray: /'
+		check "$name: testpmd's locked memory while forwarding equals what DPDK had mapped (VmLck $locked kB, mapped $mapped_now kB)" \
+			[ "$locked" = "$mapped_now" ]
+	else
+		skip "$name: DPDK mapped its memory with iova == vaddr" "no kprobe events in this kernel"
+		skip "$name: each UNMAP_DMA undid one earlier MAP_DMA" "no kprobe events in this kernel"
+		skip "$name: testpmd's locked memory equals what DPDK mapped" "no kprobe events in this kernel"
+	fi
+
+	# After testpmd: nothing pinned, nothing held.
+	acq=$(($(vmstat nr_foll_pin_acquired) - acq0))
+	rel=$(($(vmstat nr_foll_pin_released) - rel0))
+	check "$name: every page DPDK's mappings pinned is released ($acq acquired, $rel released)" \
+		[ "$acq" = "$rel" -a "$acq" -gt 0 ]
+	refcnt=$(cat /sys/module/$VFIO_BACKEND_MODULE/refcnt)
+	check "$name: backend module refcount back to 0 ($refcnt)" [ "$refcnt" = 0 ]
+	if [ "$VFIO_BACKEND" = rust ]; then
+		left=$(head -1 /sys/kernel/debug/vfio_iommu_type1_rs/containers)
+		check "$name: no container left in debugfs ($left)" [ "$left" = "0 containers" ]
+	fi
+	hp_free=$(cat $hp/free_hugepages)
+	check "$name: every huge page is free again ($hp_free of $hp_free0)" [ "$hp_free" = "$hp_free0" ]
+	trouble=$(dmesg | grep -E 'WARNING:|BUG:|Oops|DMAR:.*fault|DMAR: \[DMA|Unable to handle')
+	check "$name: no kernel warning or IOMMU fault during the run" [ -z "$trouble" ]
+	[ -n "$trouble" ] && echo "$trouble" | sed 's/^/# /'
+	dmesg | grep -v 'resetting$\|reset done$' | sed "s/^/# dmesg ($name): /" | tail -20
+}
 moved() {
 	[ -n "$rx0" ] && [ -n "$rx1" ] && [ "$tx0" = "$rx1" ] && [ "$tx1" = "$rx0" ] &&
 		[ "$tx0" -ge 1000 ] && [ "$tx1" -ge 1000 ]
 }
-check "packets moved both ways, as many received as sent: port 0 -> 1 ${tx0:-?} sent, ${rx1:-?} received; port 1 -> 0 ${tx1:-?} sent, ${rx0:-?} received" moved
 clean() {
 	[ -n "$rx0" ] && [ "$miss0$err0$nb0$txe0$miss1$err1$nb1$txe1" = 00000000 ] &&
 		[ "$fwd_drop" = 0 ] && [ "$fwd_err" = 0 ]
 }
-check "no RX/TX errors, RX-missed or RX-nombuf on either port, nothing dropped in forwarding" clean
 
-if [ "$census" = 1 ]; then
-	# One line per call: kind, iova, size, flags (MAP's vaddr kept apart:
-	# checked against the iova, left out of the comparison).
-	awk '/container_ioctl:/ {
-		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-		if (v["cmd"] == "0x3b71") printf "# map dpdk iova=%s size=%s flags=%s vaddr=%s\n", v["f16"], v["f24"], v["flags"], v["f8"]
-		else printf "# unmap dpdk iova=%s size=%s flags=%s\n", v["f8"], v["f16"], v["flags"]
-	}' $T/trace >/tmp/census
-	sed 's/ vaddr=.*//' /tmp/census
-	maps=$(grep -c '^# map ' /tmp/census) unmaps=$(grep -c '^# unmap ' /tmp/census)
-	sizes=$(awk '{ split($5, s, "="); k = $2 " " ((s[2] + 0) / 1048576) " MiB"; c[k]++ }
-		END { for (k in c) { printf "%s%d %s", sep, c[k], k; sep = ", " } }' /tmp/census)
-	total=$(awk '$2 == "map" { split($5, s, "="); t += (s[2] + 0) } END { print t / 1048576 }' /tmp/census)
-	echo "# census (dpdk): $maps MAP_DMA, $unmaps UNMAP_DMA ($sizes); $total MiB mapped in all"
-	bad=$(awk '$2 == "map" { split($4, i, "="); split($5, s, "="); split($7, v, "=");
-		if (i[2] != v[2] || (s[2] + 0) % 2097152) print }' /tmp/census)
-	check "DPDK mapped its memory ($maps MAP_DMA, $total MiB), each with iova == vaddr and whole 2 MiB pages" \
-		[ "$maps" -gt 0 -a -z "$bad" ]
-	[ -n "$bad" ] && echo "$bad" | sed 's/^/# bad: /'
-	# Each UNMAP_DMA (the heap shrinking) takes back one earlier MAP_DMA
-	# whole; what is still mapped at exit goes with the container.
-	stray=$(awk '$2 == "map" { m[$4 " " $5]++ } $2 == "unmap" { if (m[$4 " " $5]-- <= 0) print }' /tmp/census)
-	check "each of the $unmaps UNMAP_DMA undid one earlier MAP_DMA (same iova and size)" [ -z "$stray" ]
-	[ -n "$stray" ] && echo "$stray" | sed 's/^/# stray: /'
-	check "testpmd's locked memory while forwarding equals what DPDK had mapped (VmLck $locked kB, mapped $mapped_now kB)" \
-		[ "$locked" = "$mapped_now" ]
-	echo '-:dpdk/container_ioctl' >>$T/kprobe_events
-else
-	skip "DPDK mapped its memory with iova == vaddr" "no kprobe events in this kernel"
-	skip "testpmd's locked memory equals what DPDK mapped" "no kprobe events in this kernel"
-fi
-
-# After testpmd: nothing pinned, nothing held.
-acq=$(($(vmstat nr_foll_pin_acquired) - acq0))
-rel=$(($(vmstat nr_foll_pin_released) - rel0))
-check "every page DPDK's mappings pinned is released ($acq acquired, $rel released)" \
-	[ "$acq" = "$rel" -a "$acq" -gt 0 ]
-refcnt=$(cat /sys/module/$VFIO_BACKEND_MODULE/refcnt)
-check "backend module refcount back to 0 ($refcnt)" [ "$refcnt" = 0 ]
-if [ "$VFIO_BACKEND" = rust ]; then
-	left=$(head -1 /sys/kernel/debug/vfio_iommu_type1_rs/containers)
-	check "no container left in debugfs ($left)" [ "$left" = "0 containers" ]
-fi
-hp_free=$(cat $hp/free_hugepages)
-check "every huge page is free again ($hp_free of $hp_free0)" [ "$hp_free" = "$hp_free0" ]
-trouble=$(dmesg | grep -E 'WARNING:|BUG:|Oops|DMAR:.*fault|DMAR: \[DMA|Unable to handle')
-check "no kernel warning or IOMMU fault during the run" [ -z "$trouble" ]
-[ -n "$trouble" ] && echo "$trouble" | sed 's/^/# /'
-dmesg | grep -v 'resetting$\|reset done$' | sed 's/^/# dmesg: /' | tail -20
+run_case dynamic
+run_case prealloc --socket-mem 64
+[ "$census" = 1 ] && echo '-:dpdk/container_ioctl' >>$T/kprobe_events
 echo "1..$n"
 [ "$failed" = 0 ]
