@@ -13,6 +13,7 @@
 #   make study       the call chains below the backend, step by step, C vs ours
 #                    (ARCH=arm64 unless given: ARCH=x86_64, ARCH=all)
 #   make check-clients     QEMU passing an edu device to a nested guest, both backends
+#   make check-dpdk        DPDK testpmd forwarding between two e1000e through vfio-pci, both backends (x86_64)
 #   make mutants     mutation testing of rust/: each mutant of scripts/mutants.list
 #                    must be killed by its tests (MUTANTS="id1 id2": a subset)
 
@@ -20,7 +21,7 @@ ARCH ?= x86_64
 SHELL := /bin/bash
 SCRIPTS := $(CURDIR)/scripts
 
-.PHONY: all setup kernels module selftests check run bench fuzz kselftests-vfio check-clients check-matrix study mutants clean
+.PHONY: all setup kernels module selftests check run bench fuzz kselftests-vfio check-clients check-dpdk check-matrix study mutants clean
 
 all: module
 
@@ -61,6 +62,9 @@ study:
 check-clients: setup
 	@for a in $(or $(ARCHES),x86_64 arm64); do $(SCRIPTS)/check-clients $$a || exit 1; done
 	@KERNEL_FLAVOUR=64k $(SCRIPTS)/check-clients arm64
+
+check-dpdk: setup
+	@$(SCRIPTS)/check-dpdk
 
 check-matrix:
 	@$(SCRIPTS)/check-matrix

@@ -72,6 +72,12 @@ if [ -w $T/kprobe_events ]; then
 		echo 'cmd == 0x3b71 || cmd == 0x3b72' >$T/events/clients/container_ioctl/filter && census=1
 fi
 [ "$census" = 1 ] || echo "# no kprobe events in this kernel: the MAP_DMA census is skipped"
+# Enabling an event also turns on comm recording (record-cmd), which
+# patches the sched_wakeup/sched_switch tracepoints in and out; Debian's
+# kernel under TCG oopsed once on that patching (int3 in ttwu_do_activate,
+# selftests/dpdk-client/run_dpdk.sh): off while the census runs.
+record_cmd=$(cat $T/options/record-cmd 2>/dev/null)
+[ -z "$record_cmd" ] || echo 0 >$T/options/record-cmd
 
 # run_case NAME MIB SIGNAL QEMU-MEMORY-ARGS...: one QEMU run and its checks;
 # QEMU is stopped with SIGNAL (TERM: an orderly exit; KILL: a VMM crash,
@@ -217,5 +223,6 @@ fi
 umount /tmp/hugetlb-2m
 echo 0 >$hp/nr_hugepages
 [ "$census" = 1 ] && echo '-:clients/container_ioctl' >>$T/kprobe_events
+[ -z "$record_cmd" ] || echo "$record_cmd" >$T/options/record-cmd
 echo "1..$n"
 [ "$failed" = 0 ]
