@@ -376,13 +376,13 @@ impl Domain {
     /// The iommu driver's errno; nothing of the run stays mapped.
     fn map_run(&self, iova: u64, run: PfnRun, prot: Prot) -> Result {
         let size = usize::try_from(run.bytes()).map_err(|_| EINVAL)?;
-        // SAFETY: `raw` is valid; the pages are pinned (or are device
-        // memory) for as long as the caller keeps them mapped.
+        // SAFETY: `raw` is valid; the run's pages are pinned (or are device
+        // memory) until its mappings are gone (`PfnRun`'s invariant).
         let ret = unsafe {
             bindings::vfio_rs_iommu_map(
                 self.raw.as_ptr(),
                 iova as c_ulong,
-                pfn_to_phys(run.pfn),
+                pfn_to_phys(run.pfn()),
                 size,
                 (prot.iommu_bits() | bindings::IOMMU_CACHE) as c_int,
             )

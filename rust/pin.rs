@@ -359,7 +359,7 @@ impl PinnedPages {
             // Not reached: room was reserved. Give the run's pins back now.
             // Their charge stays in `locked`, given back by `drop`.
             unpin_run(run, self.writable);
-            self.npages = self.npages.saturating_sub(run.npages);
+            self.npages = self.npages.saturating_sub(run.npages());
             return Err(ENOMEM);
         }
         map_run(run)
@@ -474,11 +474,10 @@ impl PinnedPages {
             };
             // SAFETY: `first` is a valid pinned page.
             let pfn = unsafe { bindings::vfio_rs_page_to_pfn(first) } as usize;
-            let run = PfnRun {
-                pfn,
-                npages: usize::from(n),
-                pinned: true,
-            };
+            // SAFETY: GUP pinned these `n` contiguous pages for us; they go
+            // into this `PinnedPages` (or back, by `close`), which unpins
+            // only after the flows unmapped them (`Mapped` is dropped first).
+            let run = unsafe { PfnRun::new(pfn, usize::from(n), true) };
             if result.is_ok() {
                 result = self.push_pages(run, single_pages, map_run);
             } else {
@@ -503,13 +502,9 @@ impl PinnedPages {
         single_pages: bool,
         map_run: &mut impl FnMut(PfnRun) -> Result,
     ) -> Result {
-        self.npages = self.npages.saturating_add(run.npages);
+        self.npages = self.npages.saturating_add(run.npages());
         if let Some(open) = self.open.as_mut() {
-            let contiguous =
-                open.pinned == run.pinned && open.pfn.checked_add(open.npages) == Some(run.pfn);
-            let fits = open.npages.saturating_add(run.npages) <= MAX_RUN_PAGES;
-            if !single_pages && contiguous && fits {
-                open.npages = open.npages.saturating_add(run.npages);
+            if !single_pages && open.absorb(&run) {
                 return Ok(());
             }
         }
@@ -550,11 +545,10 @@ impl PinnedPages {
                 } else {
                     n.min(left).min(MAX_RUN_PAGES)
                 };
-                let run = PfnRun {
-                    pfn: pfn as usize,
-                    npages,
-                    pinned: false,
-                };
+                // SAFETY: `vfio_rs_pfnmap_lookup` found these `npages` pfns
+                // mapped by a VM_PFNMAP vma of the caller's mm: device
+                // memory, mapped without a pin, as the C module does.
+                let run = unsafe { PfnRun::new(pfn as usize, npages, false) };
                 self.push_pages(run, single_pages, map_run)
             }
             Err(_) => Err(Error::from_errno(n as c_int)),
@@ -584,14 +578,14 @@ impl PinnedPages {
 }
 
 fn unpin_run(run: PfnRun, dirty: bool) {
-    if !run.pinned {
+    if !run.pinned() {
         return;
     }
-    // SAFETY: `run.pfn` is a valid pfn of a page we pinned.
-    let page = unsafe { bindings::vfio_rs_pfn_to_page(run.pfn as c_ulong) };
-    // SAFETY: the `run.npages` pages starting at `page` are contiguous and
-    // each holds one of our pins.
-    unsafe { bindings::unpin_user_page_range_dirty_lock(page, run.npages as c_ulong, dirty) };
+    // SAFETY: `run.pfn()` is a valid pfn of a page we pinned.
+    let page = unsafe { bindings::vfio_rs_pfn_to_page(run.pfn() as c_ulong) };
+    // SAFETY: the `run.npages()` pages starting at `page` are contiguous
+    // and each holds one of our pins.
+    unsafe { bindings::unpin_user_page_range_dirty_lock(page, run.npages() as c_ulong, dirty) };
 }
 
 impl PinnedPages {

@@ -42,17 +42,72 @@ pub(crate) fn page_bytes(npages: usize) -> u64 {
     (npages as u64).saturating_mul(kernel::page::PAGE_SIZE as u64)
 }
 
-/// A physically contiguous run of pages.
+/// A physically contiguous run of pages, what a domain maps.
+///
+/// # Invariants
+///
+/// The pages are pinned by the pinning code (`PinnedPages`), or, when not
+/// `pinned`, are the pfns of a VM_PFNMAP range (device memory), and stay so
+/// until every IOVA mapping made from the run is gone: only
+/// [`PfnRun::new`], which is `unsafe`, creates a run from a pfn; pieces,
+/// merges and the decoded records of such runs (this file) are such runs.
+/// So mapping a `PfnRun` (`Domain`, `Mapped`) is safe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PfnRun {
-    pub(crate) pfn: usize,
-    pub(crate) npages: usize,
+    pfn: usize,
+    npages: usize,
     /// `false` for pfns of a VM_PFNMAP range (a device BAR): mapped
     /// without a pin and not accounted, as the C module does.
-    pub(crate) pinned: bool,
+    pinned: bool,
 }
 
 impl PfnRun {
+    /// A run of `npages` pages from `pfn`.
+    ///
+    /// # Safety
+    ///
+    /// The pages are pinned (`pinned`) or are device memory of a VM_PFNMAP
+    /// range (`!pinned`), and the caller keeps them so (owns the pins) for
+    /// as long as any IOVA mapping made from this run exists: it unmaps
+    /// before it unpins.
+    pub(crate) unsafe fn new(pfn: usize, npages: usize, pinned: bool) -> Self {
+        // INVARIANT: the caller's guarantee is the invariant.
+        Self {
+            pfn,
+            npages,
+            pinned,
+        }
+    }
+
+    /// The first pfn.
+    pub(crate) fn pfn(&self) -> usize {
+        self.pfn
+    }
+
+    /// The number of pages.
+    pub(crate) fn npages(&self) -> usize {
+        self.npages
+    }
+
+    /// Whether the pages are pinned (not device memory).
+    pub(crate) fn pinned(&self) -> bool {
+        self.pinned
+    }
+
+    /// Grows the run by `next` if `next` follows it physically, is of the
+    /// same kind and the sum stays within [`MAX_RUN_PAGES`]; returns
+    /// whether it did.
+    pub(crate) fn absorb(&mut self, next: &PfnRun) -> bool {
+        let contiguous =
+            self.pinned == next.pinned && self.pfn.checked_add(self.npages) == Some(next.pfn);
+        let fits = self.npages.saturating_add(next.npages) <= MAX_RUN_PAGES;
+        if contiguous && fits {
+            // INVARIANT: both halves were runs; so is their union.
+            self.npages = self.npages.saturating_add(next.npages);
+        }
+        contiguous && fits
+    }
+
     /// The run's length in bytes.
     pub(crate) fn bytes(&self) -> u64 {
         page_bytes(self.npages)
