@@ -42,7 +42,9 @@ use crate::uapi::MapRequest;
 use crate::uapi::UnmapRequest;
 
 mod attach;
+mod dirty;
 mod dma;
+mod emulated;
 
 /// Numbers containers in log lines.
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
