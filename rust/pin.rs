@@ -410,9 +410,11 @@ impl PinnedPages {
     fn charge_batch(&mut self, got: usize) -> Result {
         let covered = self.credit.min(got);
         let due = got.saturating_sub(covered);
-        // Only the limit check logs, as in C (not a failed allocation).
+        // Only the limit check logs, as in C (not a failed allocation),
+        // and as C the limit in whole pages.
         self.owner.check_caller_limit(due).inspect_err(|_| {
-            pr_warn!("map: RLIMIT_MEMLOCK ({}) exceeded\n", memlock_limit());
+            let limit = memlock_limit() >> PAGE_SHIFT << PAGE_SHIFT;
+            pr_warn!("map: RLIMIT_MEMLOCK ({}) exceeded\n", limit);
         })?;
         self.owner.charge_pinned(due)?;
         // INVARIANT: `due` more pages charged; `covered` credit used up.
