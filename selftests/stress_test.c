@@ -1021,12 +1021,16 @@ TEST_F_TIMEOUT(stress, concurrent_unmaps, HARNESS_TIMEOUT)
  * container fd and the mdev's fds are closed while they are in ioctls. The
  * last release runs from whichever thread drops the last reference.
  * Afterwards nothing is pinned or accounted and the module is unused, and
- * a new container works.
+ * a new container works. Without an mdev, group A is the last group:
+ * closing it releases the backend under the running ioctls, which is
+ * last_group_race (and skips on C where vfio core lacks the fix).
  */
 TEST_F_TIMEOUT(stress, close_while_busy, HARNESS_TIMEOUT)
 {
 	double secs = stress_seconds() / 2;
 
+	if (!self->have_mdev && backend_is_c() && vfio_core_unpatched())
+		SKIP(return, "no mdev: group A is the last group, and vfio core without patches/linux/0001 (Debian's kernel) lets the C module use its freed container (README, vfio core patches)");
 	S.sh->serialize_unmaps = true;
 	start_workers(_metadata, self, secs + 5, false);
 	sleep_seconds(secs);
