@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Dirty page tracking for live migration: `VFIO_IOMMU_DIRTY_PAGES` and the
-//! bitmap of `VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP`.
+//! Dirty page tracking for live migration: what is reported dirty, into
+//! the user bitmaps of `VFIO_IOMMU_DIRTY_PAGES` (its ioctl is
+//! `container/dirty.rs`) and of `VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP`.
 //!
 //! A device behind an IOMMU domain may write any page it can reach and
 //! type1 cannot see which, so while such a group is attached every page of

@@ -18,13 +18,14 @@
 //! one net `vfio_lock_acct()`), without ever giving back what was not
 //! charged, and the limit applies only where C checks it.
 
+use kernel::prelude::*;
+use kernel::rbtree::RBTree;
+use kernel::rbtree::RBTreeNodeReservation;
+
 use crate::bindings;
 use crate::pin::memlock_limit;
 use crate::pin::Owner;
 use crate::pin::PinnedPage;
-use kernel::prelude::*;
-use kernel::rbtree::RBTree;
-use kernel::rbtree::RBTreeNodeReservation;
 
 pub(crate) mod devices;
 

@@ -46,12 +46,14 @@ pub(crate) fn page_bytes(npages: usize) -> u64 {
 ///
 /// # Invariants
 ///
-/// The pages are pinned by the pinning code (`PinnedPages`), or, when not
-/// `pinned`, are the pfns of a VM_PFNMAP range (device memory), and stay so
-/// until every IOVA mapping made from the run is gone: only
-/// [`PfnRun::new`], which is `unsafe`, creates a run from a pfn; pieces,
-/// merges and the decoded records of such runs (this file) are such runs.
-/// So mapping a `PfnRun` (`Domain`, `Mapped`) is safe.
+/// Made from a pfn only by [`PfnRun::new`], which is `unsafe`: where the
+/// pages were just pinned (`pinned`), or were found to be device memory of
+/// a VM_PFNMAP range (`!pinned`). Pieces, merges and the decoded records of
+/// such runs (this file) are such runs. So no run names pages that were
+/// never pinned. A run is `Copy`: that it is not mapped after its pins go
+/// is kept by the flows' order (the `Mapped` guard is dropped before the
+/// `PinnedPages`; every remove path unmaps before it unpins), not by this
+/// type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PfnRun {
     pfn: usize,
@@ -66,10 +68,11 @@ impl PfnRun {
     ///
     /// # Safety
     ///
-    /// The pages are pinned (`pinned`) or are device memory of a VM_PFNMAP
-    /// range (`!pinned`), and the caller keeps them so (owns the pins) for
-    /// as long as any IOVA mapping made from this run exists: it unmaps
-    /// before it unpins.
+    /// With `pinned`: the pages are pinned by the caller, who keeps them so
+    /// for as long as any IOVA mapping made from this run exists (it unmaps
+    /// before it unpins). Without: the pfns were device memory of a
+    /// VM_PFNMAP range of the caller's mm when looked up (as in C, nothing
+    /// keeps the BAR mapped in that mm afterwards).
     pub(crate) unsafe fn new(pfn: usize, npages: usize, pinned: bool) -> Self {
         // INVARIANT: the caller's guarantee is the invariant.
         Self {

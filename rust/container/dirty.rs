@@ -21,7 +21,7 @@ impl Container {
     /// `EINVAL` for a bitmap not at the smallest page size, a misaligned
     /// range or one bisecting a mapping, GET_BITMAP while tracking is off,
     /// a mapping too large to track; `ENOMEM`; `EFAULT`.
-    pub(crate) fn dirty_pages(&self, req: DirtyPages) -> Result {
+    pub(super) fn dirty_pages(&self, req: DirtyPages) -> Result {
         let mut inner = self.inner.lock();
         match req {
             DirtyPages::Start => inner.start_tracking(),

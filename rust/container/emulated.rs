@@ -56,7 +56,7 @@ impl ContainerInner {
     }
 
     /// Drops one device pin of the page at `iova`; false if not mapped.
-    pub(crate) fn put_external(&mut self, iova: u64) -> bool {
+    fn put_external(&mut self, iova: u64) -> bool {
         let Ok(page) = IovaRange::from_size(iova, PAGE_SIZE as u64) else {
             return false;
         };
