@@ -134,20 +134,15 @@ impl ContainerInner {
         Ok(valid)
     }
 
-    /// Unmaps the mappings of `keys` from every domain (one IOTLB flush per
+    /// Unmaps the mappings of `ranges` from every domain (one IOTLB flush per
     /// domain), then drops them, which unpins and unaccounts.
-    fn remove_mappings(&mut self, keys: impl Iterator<Item = u64> + Clone) {
+    fn remove_mappings(&mut self, ranges: impl Iterator<Item = IovaRange> + Clone) {
         // Unmap everywhere before anything is unpinned.
         for d in self.domains.iter() {
-            let mappings = &self.mappings;
-            d.unmap_ranges(
-                keys.clone()
-                    .filter_map(|k| mappings.get(k))
-                    .map(|m| (m.range.start(), m.size())),
-            );
+            d.unmap_ranges(ranges.clone().map(|r| (r.start(), r.size())));
         }
-        for k in keys {
-            drop(self.mappings.remove(k));
+        for r in ranges {
+            drop(self.mappings.remove(r.start()));
         }
     }
 

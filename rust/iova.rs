@@ -178,16 +178,18 @@ impl ValidRanges {
     }
 }
 
-/// Keys of an [`IovaTree`], the first few kept inline (most unmaps cover
-/// one mapping: no allocation for them).
+/// The ranges of items of an [`IovaTree`] (each item's key is its range's
+/// start), the first few kept inline (most unmaps cover one mapping: no
+/// allocation for them, and no free: an empty `KVec` still calls `kfree`
+/// when dropped).
 ///
 /// # Invariants
 ///
-/// The keys are `inline[..len]` while `len <= INLINE_KEYS`, else `heap`.
+/// The ranges are `inline[..len]` while `len <= INLINE_KEYS`, else `heap`.
 pub(crate) struct Keys {
-    inline: [u64; INLINE_KEYS],
+    inline: [IovaRange; INLINE_KEYS],
     len: usize,
-    heap: KVec<u64>,
+    heap: Option<KVec<IovaRange>>,
 }
 
 const INLINE_KEYS: usize = 8;
@@ -195,29 +197,35 @@ const INLINE_KEYS: usize = 8;
 impl Keys {
     fn new() -> Self {
         Self {
-            inline: [0; INLINE_KEYS],
+            inline: [IovaRange::point(0); INLINE_KEYS],
             len: 0,
-            heap: KVec::new(),
+            heap: None,
         }
     }
 
-    fn push(&mut self, k: u64) -> Result {
+    fn push(&mut self, r: IovaRange) -> Result {
         if let Some(slot) = self.inline.get_mut(self.len) {
-            *slot = k;
+            *slot = r;
         } else {
-            if self.heap.is_empty() {
-                self.heap.extend_from_slice(&self.inline, GFP_KERNEL)?;
-            }
-            self.heap.push(k, GFP_KERNEL)?;
+            let heap = match self.heap.as_mut() {
+                Some(heap) => heap,
+                None => {
+                    let mut heap = KVec::with_capacity(INLINE_KEYS.saturating_mul(2), GFP_KERNEL)?;
+                    heap.extend_from_slice(&self.inline, GFP_KERNEL)?;
+                    self.heap.insert(heap)
+                }
+            };
+            heap.push(r, GFP_KERNEL)?;
         }
         self.len = self.len.saturating_add(1);
         Ok(())
     }
 
-    pub(crate) fn as_slice(&self) -> &[u64] {
-        match self.inline.get(..self.len) {
-            Some(keys) => keys,
-            None => &self.heap,
+    pub(crate) fn as_slice(&self) -> &[IovaRange] {
+        match (self.inline.get(..self.len), &self.heap) {
+            (Some(ranges), _) => ranges,
+            (None, Some(heap)) => heap,
+            (None, None) => &[],
         }
     }
 }
@@ -285,61 +293,78 @@ impl<T: HasRange> IovaTree<T> {
         self.tree.keys().next().copied()
     }
 
-    /// The key of the item after the one at `start`.
+    /// The ranges of the items ending at or after `iova`, in order: the
+    /// item containing `iova` (if any) first. Lazy: one tree walk for the
+    /// first two items, one more per item after that (the C module's
+    /// vfio_find_dma_first_node() and rb_next()).
     #[cfg(vfio_rs_rbtree_ref_cursor)]
-    pub(crate) fn next_key(&self, start: u64) -> Option<u64> {
-        let c = self.tree.cursor_lower_bound(&start)?;
-        c.peek_next().map(|(&k, _)| k)
+    pub(crate) fn ranges_from(&self, iova: u64) -> impl Iterator<Item = IovaRange> + '_ {
+        // What to yield next and, if known, the item after it; else where
+        // to walk from when the next one is asked for.
+        let mut ready = self.first_ending_at_or_after(iova);
+        let mut walk_from: Option<u64> = None;
+        core::iter::from_fn(move || {
+            if let Some(start) = walk_from.take() {
+                let c = self.tree.cursor_lower_bound(&start)?;
+                ready = c.peek_next().map(|(_, v)| (v.range(), None));
+            }
+            let (cur, after) = ready.take()?;
+            match after {
+                Some(next) => ready = next.map(|n| (n, None)),
+                None => walk_from = Some(cur.start()),
+            }
+            Some(cur)
+        })
     }
 
-    /// The key of the item after the one at `start` (6.12's cursors need
-    /// `&mut`: a scan).
+    /// One walk: the lowest item ending at or after `iova`, and (`Some`)
+    /// the item after it (`None` inside: there is none).
+    #[cfg(vfio_rs_rbtree_ref_cursor)]
+    #[allow(clippy::type_complexity)]
+    fn first_ending_at_or_after(
+        &self,
+        iova: u64,
+    ) -> Option<(IovaRange, Option<Option<IovaRange>>)> {
+        let Some(c) = self.tree.cursor_lower_bound(&iova) else {
+            // Every item starts before `iova`: only the last can reach it.
+            let last = self.tree.cursor_back()?.current().1.range();
+            return (last.last() >= iova).then_some((last, Some(None)));
+        };
+        let cur = c.current().1.range();
+        // An item starting before `iova` may contain it.
+        if let Some((_, prev)) = c.peek_prev().filter(|_| cur.start() != iova) {
+            let prev = prev.range();
+            if prev.last() >= iova {
+                return Some((prev, Some(Some(cur))));
+            }
+        }
+        Some((cur, Some(c.peek_next().map(|(_, v)| v.range()))))
+    }
+
+    /// The ranges of the items ending at or after `iova`, in order (6.12's
+    /// cursors need `&mut`: one scan).
     #[cfg(not(vfio_rs_rbtree_ref_cursor))]
-    pub(crate) fn next_key(&self, start: u64) -> Option<u64> {
-        let mut keys = self.tree.keys().copied().skip_while(|&k| k < start);
-        keys.next()?;
-        keys.next()
+    pub(crate) fn ranges_from(&self, iova: u64) -> impl Iterator<Item = IovaRange> + '_ {
+        self.tree
+            .values()
+            .map(|v| v.range())
+            .skip_while(move |r| r.last() < iova)
+    }
+
+    /// The range of the item that contains `iova`, if any.
+    fn range_at(&self, iova: u64) -> Option<IovaRange> {
+        self.ranges_from(iova).next().filter(|r| r.start() <= iova)
     }
 
     /// The item that contains `iova`, if any.
     pub(crate) fn find(&self, iova: u64) -> Option<&T> {
-        // The item starting at or before `iova` is the only candidate.
-        let key = self.last_key_at_or_before(iova)?;
-        self.tree.get(&key).filter(|m| iova <= m.range().last())
-    }
-
-    #[cfg(vfio_rs_rbtree_ref_cursor)]
-    fn last_key_at_or_before(&self, iova: u64) -> Option<u64> {
-        Some(match self.tree.cursor_lower_bound(&iova) {
-            Some(c) if *c.current().0 == iova => iova,
-            Some(c) => *c.peek_prev()?.0,
-            None => *self.tree.cursor_back()?.current().0,
-        })
-    }
-
-    #[cfg(not(vfio_rs_rbtree_ref_cursor))]
-    fn last_key_at_or_before(&self, iova: u64) -> Option<u64> {
-        self.tree.keys().copied().take_while(|&k| k <= iova).last()
-    }
-
-    /// The lowest key at or after `iova`.
-    #[cfg(vfio_rs_rbtree_ref_cursor)]
-    fn first_key_at_or_after(&self, iova: u64) -> Option<u64> {
-        self.tree.cursor_lower_bound(&iova).map(|c| *c.current().0)
-    }
-
-    #[cfg(not(vfio_rs_rbtree_ref_cursor))]
-    fn first_key_at_or_after(&self, iova: u64) -> Option<u64> {
-        self.tree.keys().copied().find(|&k| k >= iova)
+        self.tree.get(&self.range_at(iova)?.start())
     }
 
     /// The key of the lowest item overlapping `r`.
     pub(crate) fn first_overlapping(&self, r: &IovaRange) -> Option<u64> {
-        if let Some(m) = self.find(r.start()) {
-            return Some(m.range().start());
-        }
-        let start = self.first_key_at_or_after(r.start())?;
-        (start <= r.last()).then_some(start)
+        let first = self.ranges_from(r.start()).next()?;
+        (first.start() <= r.last()).then_some(first.start())
     }
 
     /// Whether any item overlaps `r`.
@@ -351,31 +376,29 @@ impl<T: HasRange> IovaTree<T> {
     /// unmap and GET_BITMAP refuse that).
     pub(crate) fn bisects(&self, r: &IovaRange) -> bool {
         let cut_start = self
-            .find(r.start())
-            .is_some_and(|m| m.range().start() != r.start());
+            .range_at(r.start())
+            .is_some_and(|m| m.start() != r.start());
         let cut_end = self
-            .find(r.last())
-            .is_some_and(|m| m.range().last() != r.last());
+            .range_at(r.last())
+            .is_some_and(|m| m.last() != r.last());
         cut_start || cut_end
     }
 
-    /// The keys an unmap of `r` acts on: from the first item overlapping
-    /// it, while they start inside it. v1 (`!v2`) also stops at an item
-    /// that starts before `r`: it unmaps only items whose first IOVA is
-    /// covered, and reports what it did.
+    /// The ranges of the items an unmap of `r` acts on: from the first item
+    /// overlapping it, while they start inside it. v1 (`!v2`) also stops at
+    /// an item that starts before `r`: it unmaps only items whose first
+    /// IOVA is covered, and reports what it did.
     ///
     /// # Errors
     ///
     /// `ENOMEM`.
     pub(crate) fn covered(&self, r: &IovaRange, v2: bool) -> Result<Keys> {
         let mut keys = Keys::new();
-        let mut next = self.first_overlapping(r);
-        while let Some(k) = next {
-            if k > r.last() || (!v2 && k < r.start()) {
+        for m in self.ranges_from(r.start()) {
+            if m.start() > r.last() || (!v2 && m.start() < r.start()) {
                 break;
             }
-            keys.push(k)?;
-            next = self.next_key(k);
+            keys.push(m)?;
         }
         Ok(keys)
     }
@@ -433,8 +456,15 @@ mod tests {
         assert_eq!(t.first_overlapping(&r(0x2000, 0x3000)), Some(0x3000));
         assert_eq!(t.first_overlapping(&r(0x1800, 0x7000)), Some(0x1000));
         assert_eq!(t.first_overlapping(&r(0x7000, u64::MAX)), None);
-        assert_eq!(t.next_key(0x3000), Some(0x6000));
-        assert_eq!(t.next_key(0x6000), None);
+        let mut from = t.ranges_from(0x3800);
+        assert_eq!(from.next(), Some(r(0x3000, 0x4fff)));
+        assert_eq!(from.next(), Some(r(0x6000, 0x6fff)));
+        assert_eq!(from.next(), None);
+        assert_eq!(t.ranges_from(0x5000).next(), Some(r(0x6000, 0x6fff)));
+        assert_eq!(t.ranges_from(0x6fff).next(), Some(r(0x6000, 0x6fff)));
+        assert_eq!(t.ranges_from(0x7000).next(), None);
+        assert_eq!(t.ranges_from(0).count(), 3);
+        assert_eq!(t.ranges_from(0x1000).count(), 3);
         Ok(())
     }
 
@@ -442,17 +472,15 @@ mod tests {
     fn tree_covered_v1_v2() -> Result {
         let t = tree()?;
         // v2 takes every item starting inside the range.
-        assert_eq!(
-            t.covered(&r(0x1000, 0x6fff), true)?.as_slice(),
-            &[0x1000, 0x3000, 0x6000]
-        );
-        assert_eq!(
-            t.covered(&r(0x1800, 0x6fff), true)?.as_slice(),
-            &[0x1000, 0x3000, 0x6000]
-        );
+        let all = [r(0x1000, 0x1fff), r(0x3000, 0x4fff), r(0x6000, 0x6fff)];
+        assert_eq!(t.covered(&r(0x1000, 0x6fff), true)?.as_slice(), &all);
+        assert_eq!(t.covered(&r(0x1800, 0x6fff), true)?.as_slice(), &all);
         // v1 stops at an item that starts before the range.
         assert!(t.covered(&r(0x1800, 0x6fff), false)?.as_slice().is_empty());
-        assert_eq!(t.covered(&r(0x2000, 0x5fff), false)?.as_slice(), &[0x3000]);
+        assert_eq!(
+            t.covered(&r(0x2000, 0x5fff), false)?.as_slice(),
+            &[r(0x3000, 0x4fff)]
+        );
         Ok(())
     }
 
@@ -460,11 +488,11 @@ mod tests {
     fn keys_spill_to_heap() -> Result {
         let mut keys = Keys::new();
         for k in 0..20u64 {
-            keys.push(k)?;
+            keys.push(IovaRange::point(k))?;
         }
         assert_eq!(keys.as_slice().len(), 20);
-        assert_eq!(keys.as_slice().last(), Some(&19));
-        assert_eq!(keys.as_slice().first(), Some(&0));
+        assert_eq!(keys.as_slice().last(), Some(&IovaRange::point(19)));
+        assert_eq!(keys.as_slice().first(), Some(&IovaRange::point(0)));
         Ok(())
     }
 

@@ -17,6 +17,7 @@ use crate::compat::VecExt;
 use crate::bindings;
 use crate::compat::{current_mm_and_leader, eoverflow, mm_raw, task_raw, MmRef, TaskRef};
 use crate::runs::page_bytes;
+use crate::runs::Backing;
 use crate::runs::PfnRun;
 use crate::runs::RunList;
 use crate::runs::MAX_RUN_PAGES;
@@ -281,22 +282,15 @@ impl PageBatch {
 ///
 /// # Invariants
 ///
-/// Every page of every pinned run in `runs` and in `open` holds one pin
-/// taken by `fill`; `locked` pages are charged to `owner` (those `fill`
-/// charged and those taken over from device pins as a credit; `credit` of
-/// them are not set against pinned pages yet). Both are given back once,
-/// by `drop` or `unpin_keeping`. `npages` counts the pages of `runs` and
-/// `open`.
-/// No run is longer than `MAX_RUN_PAGES`, so each is one record.
+/// Every page of every pinned run in `runs` holds one pin taken by a
+/// [`PinReader`]; `locked` pages are charged to `owner` (those the reader
+/// charged and those taken over from device pins as a credit). Both are
+/// given back once, by `drop` or `unpin_keeping`.
 pub(crate) struct PinnedPages {
-    /// The completed runs, mapped already.
+    /// The runs read so far, in IOVA order.
     runs: RunList,
-    /// The last run while `fill` may still grow it (not mapped yet).
-    open: Option<PfnRun>,
-    npages: usize,
     owner: Owner,
     locked: usize,
-    credit: usize,
     writable: bool,
 }
 
@@ -304,260 +298,37 @@ pub(crate) struct PinnedPages {
 unsafe impl Send for PinnedPages {}
 
 impl PinnedPages {
-    /// Nothing pinned yet; what [`Self::fill`] pins is charged to `owner`,
-    /// but for the first `credit` pages: device pins of the same memory
-    /// hand their charge over (C's `vfio_pin_pages_remote()` charges only
-    /// pages no device pinned), so the limit sees what C's check does.
+    /// Nothing pinned yet, but `credit` pages charged to `owner` already:
+    /// device pins of the same memory hand their charge over (C's
+    /// `vfio_pin_pages_remote()` charges only pages no device pinned), so
+    /// the limit sees what C's check does. A [`PinReader`] fills it.
     pub(crate) fn new(owner: Owner, writable: bool, credit: usize) -> Self {
         // INVARIANT: no runs; the `credit` pages are charged already.
         Self {
             runs: RunList::new(),
-            open: None,
-            npages: 0,
             owner,
             locked: credit,
-            credit,
             writable,
         }
     }
 
-    /// Pins `npages` pages of the current process at `vaddr` and calls
-    /// `map_run(run)` for each physically contiguous run, in order, as soon
-    /// as it is complete. With `single_pages` every run is one page (the
-    /// `disable_hugepages` parameter).
+    /// Records the completed `run`. Room for it was reserved.
     ///
     /// # Errors
     ///
-    /// GUP's errno (`EFAULT` for an unmapped or read-only range), `ENOMEM`
-    /// when `locked_vm` would pass RLIMIT_MEMLOCK without CAP_IPC_LOCK, or
-    /// `map_run`'s. What was pinned stays in `self` until it is dropped, so
-    /// a caller drops whatever `map_run` mapped (a `Mapped` guard declared
-    /// after `self`) before `self`.
-    pub(crate) fn fill(
-        &mut self,
-        vaddr: u64,
-        npages: usize,
-        single_pages: bool,
-        batch: &mut PageBatch,
-        mut map_run: impl FnMut(PfnRun) -> Result,
-    ) -> Result {
-        while self.npages < npages {
-            self.pin_batch(vaddr, npages, single_pages, batch, &mut map_run)?;
+    /// `ENOMEM` where no room was reserved: only for the open run a
+    /// dropped reader records after an error; the run's pins are given
+    /// back then (it was never mapped), their charge stays in `locked`,
+    /// given back by `drop`.
+    fn record(&mut self, run: PfnRun) -> Result<PfnRun> {
+        if self.runs.push(run) {
+            return Ok(run);
         }
-        // The last run is complete too.
-        self.runs.reserve(1)?;
-        if let Some(run) = self.open.take() {
-            self.close(run, &mut map_run)?;
-        }
-        self.runs.trim();
-        Ok(())
+        unpin_run(run, self.writable);
+        Err(ENOMEM)
     }
 
-    /// Records the completed `run` and maps it. Room for it was reserved.
-    fn close(&mut self, run: PfnRun, map_run: &mut impl FnMut(PfnRun) -> Result) -> Result {
-        if !self.runs.push(run) {
-            // Not reached: room was reserved. Give the run's pins back now.
-            // Their charge stays in `locked`, given back by `drop`.
-            unpin_run(run, self.writable);
-            self.npages = self.npages.saturating_sub(run.npages());
-            return Err(ENOMEM);
-        }
-        map_run(run)
-    }
-
-    /// Pins the next batch of pages and appends them to `runs`. On error
-    /// nothing of this batch stays pinned.
-    fn pin_batch(
-        &mut self,
-        vaddr: u64,
-        npages: usize,
-        single_pages: bool,
-        batch: &mut PageBatch,
-        map_run: &mut impl FnMut(PfnRun) -> Result,
-    ) -> Result {
-        let left = npages.saturating_sub(self.npages);
-        let want = left.min(BATCH_PAGES);
-        // A VM_PFNMAP range adds at most one run (and closes the open one).
-        self.runs.reserve(1)?;
-        let addr = vaddr.checked_add(page_bytes(self.npages)).ok_or(EFAULT)?;
-        let got = match self.gup(addr, want, batch) {
-            Ok(got) => got,
-            Err(gup_err) => return self.add_pfnmap(addr, left, single_pages, gup_err, map_run),
-        };
-        // Room for a run per contiguous stretch of the batch (each closes
-        // the one before; the last stays open), so that recording cannot
-        // fail once the pages are pinned and charged.
-        let count = batch.scan(got, single_pages);
-        let pages = batch.pages.get(..got).unwrap_or(&[]);
-        let lens = batch.lens.get(..count).unwrap_or(&[]);
-        let reserved = self.runs.reserve(count);
-        if let Err(err) = reserved.and_then(|()| self.charge_batch(got)) {
-            for &p in pages {
-                // SAFETY: `p` was pinned just above and is recorded nowhere.
-                unsafe { bindings::unpin_user_page_range_dirty_lock(p, 1, false) };
-            }
-            return Err(err);
-        }
-        self.record(pages, lens, single_pages, map_run)
-    }
-
-    /// Charges `got` newly pinned pages but for what is left of the credit.
-    ///
-    /// # Errors
-    ///
-    /// `ENOMEM` over RLIMIT_MEMLOCK, `EINTR` (fatal signal): nothing
-    /// charged, the credit unused.
-    fn charge_batch(&mut self, got: usize) -> Result {
-        let covered = self.credit.min(got);
-        let due = got.saturating_sub(covered);
-        // Only the limit check logs, as in C (not a failed allocation),
-        // and as C the limit in whole pages.
-        self.owner.check_caller_limit(due).inspect_err(|_| {
-            let limit = memlock_limit() >> PAGE_SHIFT << PAGE_SHIFT;
-            pr_warn!("map: RLIMIT_MEMLOCK ({}) exceeded\n", limit);
-        })?;
-        self.owner.charge_pinned(due)?;
-        // INVARIANT: `due` more pages charged; `covered` credit used up.
-        self.credit = self.credit.saturating_sub(covered);
-        self.locked = self.locked.saturating_add(due);
-        Ok(())
-    }
-
-    /// Pins up to `want` pages at `addr` into `batch`; returns how many.
-    ///
-    /// # Errors
-    ///
-    /// GUP's errno (`EFAULT` when it pinned nothing).
-    fn gup(&self, addr: u64, want: usize, batch: &mut PageBatch) -> Result<usize> {
-        let mut flags = bindings::FOLL_LONGTERM;
-        if self.writable {
-            flags |= bindings::FOLL_WRITE;
-        }
-        let pages = batch.pages.get_mut(..want).ok_or(EINVAL)?;
-        // SAFETY: `pages` has room for `want` entries; GUP fills at most
-        // `want` of them. `want <= BATCH_PAGES` fits in c_int.
-        let got = unsafe {
-            bindings::vfio_rs_pin_user_pages_fast(
-                addr as c_ulong,
-                want as c_int,
-                flags,
-                pages.as_mut_ptr(),
-            )
-        };
-        match usize::try_from(got) {
-            Ok(n) if n > 0 => Ok(n.min(want)),
-            Ok(_) => Err(EFAULT),
-            // GUP answers EOVERFLOW for a range ending at 2^64 (the last
-            // page of the address space); no vma can be there, so this is
-            // EFAULT, as the C module's pin_user_pages_remote() says.
-            Err(_) if Error::from_errno(got) == eoverflow() => Err(EFAULT),
-            Err(_) => Err(Error::from_errno(got)),
-        }
-    }
-
-    /// Appends the pinned `pages`, a stretch of `lens` pages at a time.
-    /// Room for one run per stretch was reserved. Every page is recorded
-    /// (so that drop unpins it) even if mapping a completed run fails, but
-    /// nothing is mapped after that failure, as in the C module: a later
-    /// run would land at the failed run's IOVA. The first error is
-    /// returned.
-    fn record(
-        &mut self,
-        pages: &[*mut bindings::page],
-        lens: &[u16],
-        single_pages: bool,
-        map_run: &mut impl FnMut(PfnRun) -> Result,
-    ) -> Result {
-        let mut result = Ok(());
-        let mut i = 0usize;
-        for &n in lens {
-            let Some(&first) = pages.get(i) else {
-                break;
-            };
-            // SAFETY: `first` is a valid pinned page.
-            let pfn = unsafe { bindings::vfio_rs_page_to_pfn(first) } as usize;
-            // SAFETY: GUP pinned these `n` contiguous pages for us; they go
-            // into this `PinnedPages` (or back, by `close`), which unpins
-            // only after the flows unmapped them (`Mapped` is dropped first).
-            let run = unsafe { PfnRun::new(pfn, usize::from(n), true) };
-            if result.is_ok() {
-                result = self.push_pages(run, single_pages, map_run);
-            } else {
-                // Recorded only; should even that fail, `close` gave the
-                // run's pins back.
-                let _ = self.push_pages(run, single_pages, &mut |_| Ok(()));
-            }
-            i = i.saturating_add(usize::from(n));
-        }
-        result
-    }
-
-    /// Adds `run` (pinned or not, at most `MAX_RUN_PAGES` pages): it grows
-    /// the open run when contiguous with it and the sum stays within
-    /// `MAX_RUN_PAGES`, else the open run is complete (recorded and mapped)
-    /// and `run` becomes the open one. The pages count as ours either way.
-    /// The cap makes every completed run one record, which is all the room
-    /// the callers reserve.
-    fn push_pages(
-        &mut self,
-        run: PfnRun,
-        single_pages: bool,
-        map_run: &mut impl FnMut(PfnRun) -> Result,
-    ) -> Result {
-        self.npages = self.npages.saturating_add(run.npages());
-        if let Some(open) = self.open.as_mut() {
-            if !single_pages && open.absorb(&run) {
-                return Ok(());
-            }
-        }
-        match self.open.replace(run) {
-            Some(done) => self.close(done, map_run),
-            None => Ok(()),
-        }
-    }
-
-    /// GUP refused `addr`: if it lies in a VM_PFNMAP range, records the
-    /// contiguous pfns there (unpinned, unaccounted); otherwise fails with
-    /// GUP's error.
-    fn add_pfnmap(
-        &mut self,
-        addr: u64,
-        left: usize,
-        single_pages: bool,
-        gup_err: Error,
-        map_run: &mut impl FnMut(PfnRun) -> Result,
-    ) -> Result {
-        let mut pfn: c_ulong = 0;
-        // SAFETY: runs in the ioctl's process context; `pfn` is a live local.
-        let n = unsafe {
-            bindings::vfio_rs_pfnmap_lookup(
-                addr as c_ulong,
-                left as c_ulong,
-                self.writable,
-                &mut pfn,
-            )
-        };
-        match usize::try_from(n) {
-            Ok(0) => Err(gup_err),
-            // One page at a time with `disable_hugepages`, as the C module;
-            // at most one record's worth otherwise (the rest comes next).
-            Ok(n) => {
-                let npages = if single_pages {
-                    1
-                } else {
-                    n.min(left).min(MAX_RUN_PAGES)
-                };
-                // SAFETY: `vfio_rs_pfnmap_lookup` found these `npages` pfns
-                // mapped by a VM_PFNMAP vma of the caller's mm: device
-                // memory, mapped without a pin, as the C module does.
-                let run = unsafe { PfnRun::new(pfn as usize, npages, false) };
-                self.push_pages(run, single_pages, map_run)
-            }
-            Err(_) => Err(Error::from_errno(n as c_int)),
-        }
-    }
-
-    /// The runs, in IOVA order (once `fill` is done).
+    /// The runs, in IOVA order (once read whole).
     pub(crate) fn runs(&self) -> &RunList {
         &self.runs
     }
@@ -580,7 +351,7 @@ impl PinnedPages {
 }
 
 fn unpin_run(run: PfnRun, dirty: bool) {
-    if !run.pinned() {
+    if run.backing() != Backing::Pinned {
         return;
     }
     // SAFETY: `run.pfn()` is a valid pfn of a page we pinned.
@@ -608,10 +379,284 @@ impl Drop for PinnedPages {
     /// them) and unaccounts. Callers unmap from every IOMMU domain and flush
     /// the IOTLB first.
     fn drop(&mut self) {
-        for run in Iterator::chain(self.runs.iter(), self.open) {
+        for run in self.runs.iter() {
             unpin_run(run, self.writable);
         }
         self.owner.uncharge(self.locked);
+    }
+}
+
+/// Reads the user memory of a mapping as physically contiguous runs
+/// (iommufd's `pfn_reader`): pins a GUP batch at a time, charges it to the
+/// owner, and hands out each run once it is complete, so that MAP is a
+/// plain loop. A run is recorded in the [`PinnedPages`] before it is handed
+/// out; what is pinned but not handed out when the reader is dropped (an
+/// error stopped the caller) is recorded then: dropping the `PinnedPages`
+/// unpins all of it, after the caller unmapped what it mapped.
+///
+/// # Invariants
+///
+/// `batch.pages[page..]` in stretches `batch.lens[stretch..count]` and
+/// `pfnmap` are read (counted in `read`) but neither recorded nor in
+/// `open`; `pinned.runs` has room for one run per such stretch. `open` is
+/// read and not recorded. Pinned pages among them hold one pin each and
+/// are charged to `pinned`'s owner.
+pub(crate) struct PinReader<'a> {
+    pinned: &'a mut PinnedPages,
+    batch: &'a mut PageBatch,
+    vaddr: u64,
+    npages: usize,
+    single_pages: bool,
+    /// Pages of `pinned`'s charge (device pins') not set against pinned
+    /// pages yet.
+    credit: usize,
+    /// Pages pinned or looked up so far.
+    read: usize,
+    /// The run being grown: contiguous with what comes next, maybe.
+    open: Option<PfnRun>,
+    page: usize,
+    stretch: usize,
+    count: usize,
+    /// A VM_PFNMAP stretch GUP could not pin.
+    pfnmap: Option<PfnRun>,
+}
+
+impl<'a> PinReader<'a> {
+    /// Reads `npages` pages of the current process at `vaddr` into
+    /// `pinned`, made by `PinnedPages::new` with the same `credit`. With
+    /// `single_pages` every run is one page (the `disable_hugepages`
+    /// parameter).
+    pub(crate) fn new(
+        pinned: &'a mut PinnedPages,
+        credit: usize,
+        vaddr: u64,
+        npages: usize,
+        single_pages: bool,
+        batch: &'a mut PageBatch,
+    ) -> Self {
+        // Nothing read into `pinned` before: all it has charged is credit.
+        let credit = if pinned.runs.count() == 0 {
+            credit.min(pinned.locked)
+        } else {
+            0
+        };
+        // INVARIANT: nothing read yet.
+        Self {
+            pinned,
+            batch,
+            vaddr,
+            npages,
+            single_pages,
+            credit,
+            read: 0,
+            open: None,
+            page: 0,
+            stretch: 0,
+            count: 0,
+            pfnmap: None,
+        }
+    }
+
+    /// The next complete run, recorded in the `PinnedPages` already; `None`
+    /// once every page is read.
+    ///
+    /// # Errors
+    ///
+    /// GUP's errno (`EFAULT` for an unmapped or read-only range), `ENOMEM`
+    /// when `locked_vm` would pass RLIMIT_MEMLOCK without CAP_IPC_LOCK or
+    /// an allocation fails.
+    pub(crate) fn next_run(&mut self) -> Result<Option<PfnRun>> {
+        loop {
+            if let Some(run) = self.take_pending() {
+                if let Some(done) = self.grow(run) {
+                    return self.pinned.record(done).map(Some);
+                }
+                continue;
+            }
+            if self.read >= self.npages {
+                // The last run is complete too; then there is no more.
+                let Some(last) = self.open.take() else {
+                    self.pinned.runs.trim();
+                    return Ok(None);
+                };
+                if let Err(e) = self.pinned.runs.reserve(1) {
+                    self.open = Some(last);
+                    return Err(e);
+                }
+                return self.pinned.record(last).map(Some);
+            }
+            self.read_more()?;
+        }
+    }
+
+    /// Takes the next read stretch (pinned pages, or a pfnmap one).
+    fn take_pending(&mut self) -> Option<PfnRun> {
+        if let Some(run) = self.pfnmap.take() {
+            return Some(run);
+        }
+        if self.stretch >= self.count {
+            return None;
+        }
+        let n = usize::from(*self.batch.lens.get(self.stretch)?);
+        let first = *self.batch.pages.get(self.page)?;
+        self.stretch = self.stretch.saturating_add(1);
+        self.page = self.page.saturating_add(n);
+        // SAFETY: `first` is a valid pinned page.
+        let pfn = unsafe { bindings::vfio_rs_page_to_pfn(first) } as usize;
+        // SAFETY: GUP pinned these `n` contiguous pages for us; they go into
+        // the `PinnedPages` (or back, by `record`), which unpins only after
+        // the flows unmapped them (their `Mapped` guard is dropped first).
+        Some(unsafe { PfnRun::new(pfn, n, Backing::Pinned) })
+    }
+
+    /// Adds `run` to the open run when contiguous with it and the sum stays
+    /// within `MAX_RUN_PAGES` (so each complete run is one record, all the
+    /// room reserved); else `run` is the open one now and the one before
+    /// is complete: returned.
+    fn grow(&mut self, run: PfnRun) -> Option<PfnRun> {
+        if let Some(open) = self.open.as_mut() {
+            if !self.single_pages && open.absorb(&run) {
+                return None;
+            }
+        }
+        self.open.replace(run)
+    }
+
+    /// Pins the next batch of pages, or finds a VM_PFNMAP stretch where GUP
+    /// refuses. On error nothing of this batch stays pinned.
+    fn read_more(&mut self) -> Result {
+        let left = self.npages.saturating_sub(self.read);
+        let want = left.min(BATCH_PAGES);
+        // A VM_PFNMAP range adds at most one run (and closes the open one).
+        self.pinned.runs.reserve(1)?;
+        let addr = self
+            .vaddr
+            .checked_add(page_bytes(self.read))
+            .ok_or(EFAULT)?;
+        let got = match gup(addr, want, self.pinned.writable, self.batch) {
+            Ok(got) => got,
+            Err(gup_err) => return self.read_pfnmap(addr, left, gup_err),
+        };
+        // Room for a run per contiguous stretch of the batch (each closes
+        // the one before; the last stays open), so that recording cannot
+        // fail once the pages are pinned and charged.
+        let count = self.batch.scan(got, self.single_pages);
+        let reserved = self.pinned.runs.reserve(count);
+        if let Err(err) = reserved.and_then(|()| self.charge(got)) {
+            for &p in self.batch.pages.get(..got).unwrap_or(&[]) {
+                // SAFETY: `p` was pinned just above and is recorded nowhere.
+                unsafe { bindings::unpin_user_page_range_dirty_lock(p, 1, false) };
+            }
+            return Err(err);
+        }
+        // INVARIANT: the batch's stretches are read, room made for each.
+        (self.page, self.stretch, self.count) = (0, 0, count);
+        self.read = self.read.saturating_add(got);
+        Ok(())
+    }
+
+    /// Charges `got` newly pinned pages but for what is left of the credit.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` over RLIMIT_MEMLOCK, `EINTR` (fatal signal): nothing
+    /// charged, the credit unused.
+    fn charge(&mut self, got: usize) -> Result {
+        let covered = self.credit.min(got);
+        let due = got.saturating_sub(covered);
+        let owner = &self.pinned.owner;
+        // Only the limit check logs, as in C (not a failed allocation),
+        // and as C the limit in whole pages.
+        owner.check_caller_limit(due).inspect_err(|_| {
+            let limit = memlock_limit() >> PAGE_SHIFT << PAGE_SHIFT;
+            pr_warn!("map: RLIMIT_MEMLOCK ({}) exceeded\n", limit);
+        })?;
+        owner.charge_pinned(due)?;
+        // INVARIANT: `due` more pages charged; `covered` credit used up.
+        self.credit = self.credit.saturating_sub(covered);
+        self.pinned.locked = self.pinned.locked.saturating_add(due);
+        Ok(())
+    }
+
+    /// GUP refused `addr`: if it lies in a VM_PFNMAP range, reads the
+    /// contiguous pfns there (unpinned, unaccounted); otherwise fails with
+    /// GUP's error.
+    fn read_pfnmap(&mut self, addr: u64, left: usize, gup_err: Error) -> Result {
+        let mut pfn: c_ulong = 0;
+        // SAFETY: runs in the ioctl's process context; `pfn` is a live local.
+        let n = unsafe {
+            bindings::vfio_rs_pfnmap_lookup(
+                addr as c_ulong,
+                left as c_ulong,
+                self.pinned.writable,
+                &mut pfn,
+            )
+        };
+        let found = match usize::try_from(n) {
+            Ok(0) => return Err(gup_err),
+            Ok(found) => found,
+            Err(_) => return Err(Error::from_errno(n as c_int)),
+        };
+        // One page at a time with `disable_hugepages`, as the C module; at
+        // most one record's worth otherwise (the rest comes next).
+        let npages = if self.single_pages {
+            1
+        } else {
+            found.min(left).min(MAX_RUN_PAGES)
+        };
+        // SAFETY: `vfio_rs_pfnmap_lookup` found these `npages` pfns mapped
+        // by a VM_PFNMAP vma of the caller's mm: device memory, mapped
+        // without a pin, as the C module does.
+        self.pfnmap = Some(unsafe { PfnRun::new(pfn as usize, npages, Backing::Pfnmap) });
+        self.read = self.read.saturating_add(npages);
+        Ok(())
+    }
+}
+
+impl Drop for PinReader<'_> {
+    /// Records what was read but not handed out, so that the `PinnedPages`
+    /// unpins it (runs it has no room for are unpinned here).
+    fn drop(&mut self) {
+        while let Some(run) = self.take_pending() {
+            if let Some(done) = self.grow(run) {
+                let _ = self.pinned.record(done);
+            }
+        }
+        if let Some(run) = self.open.take() {
+            let _ = self.pinned.record(run);
+        }
+    }
+}
+
+/// Pins up to `want` pages at `addr` into `batch`; returns how many.
+///
+/// # Errors
+///
+/// GUP's errno (`EFAULT` when it pinned nothing).
+fn gup(addr: u64, want: usize, writable: bool, batch: &mut PageBatch) -> Result<usize> {
+    let mut flags = bindings::FOLL_LONGTERM;
+    if writable {
+        flags |= bindings::FOLL_WRITE;
+    }
+    let pages = batch.pages.get_mut(..want).ok_or(EINVAL)?;
+    // SAFETY: `pages` has room for `want` entries; GUP fills at most `want`
+    // of them. `want <= BATCH_PAGES` fits in c_int.
+    let got = unsafe {
+        bindings::vfio_rs_pin_user_pages_fast(
+            addr as c_ulong,
+            want as c_int,
+            flags,
+            pages.as_mut_ptr(),
+        )
+    };
+    match usize::try_from(got) {
+        Ok(n) if n > 0 => Ok(n.min(want)),
+        Ok(_) => Err(EFAULT),
+        // GUP answers EOVERFLOW for a range ending at 2^64 (the last page
+        // of the address space); no vma can be there, so this is EFAULT, as
+        // the C module's pin_user_pages_remote() says.
+        Err(_) if Error::from_errno(got) == eoverflow() => Err(EFAULT),
+        Err(_) => Err(Error::from_errno(got)),
     }
 }
 

@@ -42,13 +42,21 @@ pub(crate) fn page_bytes(npages: usize) -> u64 {
     (npages as u64).saturating_mul(kernel::page::PAGE_SIZE as u64)
 }
 
+/// What backs a run: pinned user memory, or device memory of a VM_PFNMAP
+/// range (a BAR), mapped without a pin and not accounted, as in C.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backing {
+    Pinned,
+    Pfnmap,
+}
+
 /// A physically contiguous run of pages, what a domain maps.
 ///
 /// # Invariants
 ///
 /// Made from a pfn only by [`PfnRun::new`], which is `unsafe`: where the
-/// pages were just pinned (`pinned`), or were found to be device memory of
-/// a VM_PFNMAP range (`!pinned`). Pieces, merges and the decoded records of
+/// pages were just pinned ([`Backing::Pinned`]), or were found to be device
+/// memory of a VM_PFNMAP range ([`Backing::Pfnmap`]). Pieces, merges and the decoded records of
 /// such runs (this file) are such runs. So no run names pages that were
 /// never pinned. A run is `Copy`: that it is not mapped after its pins go
 /// is kept by the flows' order (the `Mapped` guard is dropped before the
@@ -58,9 +66,7 @@ pub(crate) fn page_bytes(npages: usize) -> u64 {
 pub(crate) struct PfnRun {
     pfn: usize,
     npages: usize,
-    /// `false` for pfns of a VM_PFNMAP range (a device BAR): mapped
-    /// without a pin and not accounted, as the C module does.
-    pinned: bool,
+    backing: Backing,
 }
 
 impl PfnRun {
@@ -68,17 +74,17 @@ impl PfnRun {
     ///
     /// # Safety
     ///
-    /// With `pinned`: the pages are pinned by the caller, who keeps them so
-    /// for as long as any IOVA mapping made from this run exists (it unmaps
-    /// before it unpins). Without: the pfns were device memory of a
-    /// VM_PFNMAP range of the caller's mm when looked up (as in C, nothing
-    /// keeps the BAR mapped in that mm afterwards).
-    pub(crate) unsafe fn new(pfn: usize, npages: usize, pinned: bool) -> Self {
+    /// [`Backing::Pinned`]: the pages are pinned by the caller, who keeps
+    /// them so for as long as any IOVA mapping made from this run exists
+    /// (it unmaps before it unpins). [`Backing::Pfnmap`]: the pfns were
+    /// device memory of a VM_PFNMAP range of the caller's mm when looked up
+    /// (as in C, nothing keeps the BAR mapped in that mm afterwards).
+    pub(crate) unsafe fn new(pfn: usize, npages: usize, backing: Backing) -> Self {
         // INVARIANT: the caller's guarantee is the invariant.
         Self {
             pfn,
             npages,
-            pinned,
+            backing,
         }
     }
 
@@ -92,9 +98,9 @@ impl PfnRun {
         self.npages
     }
 
-    /// Whether the pages are pinned (not device memory).
-    pub(crate) fn pinned(&self) -> bool {
-        self.pinned
+    /// What backs the pages.
+    pub(crate) fn backing(&self) -> Backing {
+        self.backing
     }
 
     /// Grows the run by `next` if `next` follows it physically, is of the
@@ -102,7 +108,7 @@ impl PfnRun {
     /// whether it did.
     pub(crate) fn absorb(&mut self, next: &PfnRun) -> bool {
         let contiguous =
-            self.pinned == next.pinned && self.pfn.checked_add(self.npages) == Some(next.pfn);
+            self.backing == next.backing && self.pfn.checked_add(self.npages) == Some(next.pfn);
         let fits = self.npages.saturating_add(next.npages) <= MAX_RUN_PAGES;
         if contiguous && fits {
             // INVARIANT: both halves were runs; so is their union.
@@ -119,11 +125,13 @@ impl PfnRun {
     /// The words encoding this run (`npages` at most [`MAX_RUN_PAGES`]).
     fn encode(&self) -> ([u32; 3], usize) {
         match u32::try_from(self.pfn) {
-            Ok(pfn) if self.pinned && self.npages == 1 && pfn < 1 << 31 => ([pfn, 0, 0], 1),
+            Ok(pfn) if self.backing == Backing::Pinned && self.npages == 1 && pfn < 1 << 31 => {
+                ([pfn, 0, 0], 1)
+            }
             _ => {
                 let pfn = self.pfn as u64;
                 let head = (1u32 << 31)
-                    | (u32::from(self.pinned) << 30)
+                    | (u32::from(self.backing == Backing::Pinned) << 30)
                     | (self.npages as u32 & ((1 << 30) - 1));
                 ([head, pfn as u32, (pfn >> 32) as u32], 3)
             }
@@ -152,11 +160,13 @@ fn pieces(run: PfnRun) -> impl Iterator<Item = PfnRun> {
 ///
 /// Words `0..len` hold whole encoded runs: the first `INLINE_WORDS` in
 /// `inline`, word `i >= INLINE_WORDS` in `chunks[(i - INLINE_WORDS) /
-/// CHUNK_WORDS]`; `chunks` holds at least enough chunks for `len` words.
+/// CHUNK_WORDS]`; `chunks` holds at least enough chunks for `len` words
+/// (`None`, or empty after a failed `reserve`, for none: dropping even an
+/// empty `KVVec` calls into the allocator, once per unmap).
 /// `nruns`, `npages` and `largest` describe the runs stored.
 pub(crate) struct RunList {
     inline: [u32; INLINE_WORDS],
-    chunks: KVVec<KBox<[u32; CHUNK_WORDS]>>,
+    chunks: Option<KVVec<KBox<[u32; CHUNK_WORDS]>>>,
     len: usize,
     nruns: usize,
     largest: usize,
@@ -166,7 +176,7 @@ impl RunList {
     pub(crate) fn new() -> Self {
         Self {
             inline: [0; INLINE_WORDS],
-            chunks: KVVec::new(),
+            chunks: None,
             len: 0,
             nruns: 0,
             largest: 0,
@@ -188,9 +198,17 @@ impl RunList {
         let chunk = core::mem::size_of::<[u32; CHUNK_WORDS]>();
         let ptrs = self
             .chunks
-            .capacity()
+            .as_ref()
+            .map_or(0, |c| c.capacity())
             .saturating_mul(core::mem::size_of::<usize>());
-        self.chunks.len().saturating_mul(chunk).saturating_add(ptrs)
+        self.chunks()
+            .len()
+            .saturating_mul(chunk)
+            .saturating_add(ptrs)
+    }
+
+    fn chunks(&self) -> &[KBox<[u32; CHUNK_WORDS]>] {
+        self.chunks.as_deref().unwrap_or(&[])
     }
 
     /// Makes room for `nruns` more runs, so that `push` of that many cannot
@@ -202,12 +220,16 @@ impl RunList {
     pub(crate) fn reserve(&mut self, nruns: usize) -> Result {
         let words = self.len.saturating_add(nruns.saturating_mul(3));
         let needed = words.saturating_sub(INLINE_WORDS).div_ceil(CHUNK_WORDS);
-        let more = needed.saturating_sub(self.chunks.len());
-        self.chunks.reserve(more, GFP_KERNEL_ACCOUNT)?;
+        let more = needed.saturating_sub(self.chunks().len());
+        if more == 0 {
+            return Ok(());
+        }
+        let chunks = self.chunks.get_or_insert_with(KVVec::new);
+        chunks.reserve(more, GFP_KERNEL_ACCOUNT)?;
         for _ in 0..more {
             let chunk = KBox::new([0u32; CHUNK_WORDS], GFP_KERNEL_ACCOUNT)?;
             // Cannot fail: reserved above.
-            self.chunks.push(chunk, GFP_KERNEL_ACCOUNT)?;
+            chunks.push(chunk, GFP_KERNEL_ACCOUNT)?;
         }
         Ok(())
     }
@@ -215,8 +237,12 @@ impl RunList {
     /// Frees the chunks `reserve` made that no run used.
     pub(crate) fn trim(&mut self) {
         let used = self.len.saturating_sub(INLINE_WORDS).div_ceil(CHUNK_WORDS);
-        self.chunks.truncate(used);
-        let _ = self.chunks.shrink_to(used, GFP_KERNEL_ACCOUNT);
+        if used == 0 {
+            self.chunks = None;
+        } else if let Some(chunks) = self.chunks.as_mut() {
+            chunks.truncate(used);
+            let _ = chunks.shrink_to(used, GFP_KERNEL_ACCOUNT);
+        }
     }
 
     /// Appends `run` (split into runs of at most `MAX_RUN_PAGES` pages, each
@@ -242,7 +268,7 @@ impl RunList {
     }
 
     fn has_room(&self, words: usize) -> bool {
-        let capacity = INLINE_WORDS.saturating_add(self.chunks.len().saturating_mul(CHUNK_WORDS));
+        let capacity = INLINE_WORDS.saturating_add(self.chunks().len().saturating_mul(CHUNK_WORDS));
         self.len.saturating_add(words) <= capacity
     }
 
@@ -258,6 +284,7 @@ impl RunList {
             None => self.inline.get_mut(i),
             Some(j) => self
                 .chunks
+                .as_mut()?
                 .get_mut(j / CHUNK_WORDS)?
                 .get_mut(j % CHUNK_WORDS),
         }
@@ -267,7 +294,7 @@ impl RunList {
         match i.checked_sub(INLINE_WORDS) {
             None => self.inline.get(i).copied(),
             Some(j) => self
-                .chunks
+                .chunks()
                 .get(j / CHUNK_WORDS)?
                 .get(j % CHUNK_WORDS)
                 .copied(),
@@ -287,7 +314,7 @@ impl RunList {
                 return Some(PfnRun {
                     pfn: head as usize,
                     npages: 1,
-                    pinned: true,
+                    backing: Backing::Pinned,
                 });
             }
             let lo = u64::from(self.word(i.saturating_add(1))?);
@@ -296,7 +323,11 @@ impl RunList {
             Some(PfnRun {
                 pfn: ((hi << 32) | lo) as usize,
                 npages: (head & ((1 << 30) - 1)) as usize,
-                pinned: head & (1 << 30) != 0,
+                backing: if head & (1 << 30) != 0 {
+                    Backing::Pinned
+                } else {
+                    Backing::Pfnmap
+                },
             })
         })
     }
@@ -308,10 +339,15 @@ mod tests {
     use super::*;
 
     fn run(pfn: usize, npages: usize, pinned: bool) -> PfnRun {
+        let backing = if pinned {
+            Backing::Pinned
+        } else {
+            Backing::Pfnmap
+        };
         PfnRun {
             pfn,
             npages,
-            pinned,
+            backing,
         }
     }
 

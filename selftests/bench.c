@@ -20,6 +20,8 @@
  *     cbufs=8                          2m: distinct 2 MiB buffers reused
  *     dirty_mib=1024 drounds=3         GET_BITMAP over this much base-page memory
  *     kmem_mib=1024 krounds=1          module memory per mapped GiB
+ *     tcalls=3                         trace section: traced call pairs
+ *     scalls=16384 srounds=4           sample section: calls per round
  *
  * One container, one single-device group, TYPE1v2. Every result is one line
  *
@@ -61,6 +63,21 @@
  *         VmallocUsed and /proc/vmstat nr_iommu_pages (IOMMU page tables),
  *         in bytes per mapped GiB: slab_B, vmalloc_B, iommupt_B, total_B;
  *         for ours also record_B, the sum of run_record_bytes in debugfs.
+ *  trace  (only when asked for; scripts/profile-call) kind 4k: 256 warm-up
+ *         MAP_DMA/UNMAP_DMA pairs of one base page at one IOVA, then
+ *         tcalls pairs each wrapped in tracefs tracing_on 1/0 with
+ *         trace_marker lines "prof map N" / "prof unmap N" first, so that
+ *         a function_graph tracer set up by the caller records exactly one
+ *         4 KiB MAP_DMA and one UNMAP_DMA at a time (the vIOMMU pattern).
+ *  sample (only when asked for; scripts/profile-call) kind 4k: where the
+ *         kernel's time goes in 4 KiB MAP_DMA and UNMAP_DMA calls, by
+ *         sampling: 1024 mappings held, then srounds times scalls MAPs of
+ *         one page each at fresh IOVAs, then their UNMAPs one by one, each
+ *         phase under its own perf cpu-clock event (20 kHz, kernel only,
+ *         this process). Per phase: "res ... sec=sample kind=map|unmap
+ *         x=calls samples=N us_per_call=T" and one line per symbol,
+ *         "sym backend=... phase=... n=COUNT name=SYMBOL" (from
+ *         /proc/kallsyms, most samples first).
  *
  * The backend is $VFIO_BACKEND_MODULE; bench checks that its refcnt is > 0
  * once the container is set up and that the other type1 module does not
@@ -70,6 +87,7 @@
 #include <time.h>
 #include <sys/uio.h>
 #include <linux/io_uring.h>
+#include <linux/perf_event.h>
 #include "fixture.h"
 
 #define BENCH_IOVA IOVA_1G
@@ -124,12 +142,14 @@ static struct {
 	int nsizes, ncounts;
 	int rounds, crounds, crounds_small, drounds, krounds, floor, cbufs;
 	long dirty_mib, kmem_mib;
+	int tcalls, scalls, srounds;
 } opt = {
 	.sections = "size,count,dirty,kmem", .kinds = "4k,thp,hugetlb", .cpages = "4k,2m",
 	.sizes = { 2, 32, 256, 1024, 2048 }, .nsizes = 5,
 	.counts = { 1, 1024, 16384, 65535 }, .ncounts = 4,
 	.rounds = 3, .crounds = 1, .crounds_small = 5, .drounds = 3, .krounds = 1, .floor = 1, .cbufs = 8,
-	.dirty_mib = 1024, .kmem_mib = 1024,
+	.dirty_mib = 1024, .kmem_mib = 1024, .tcalls = 3,
+	.scalls = 16384, .srounds = 4,
 };
 
 static int parse_list(const char *s, long *out)
@@ -192,14 +212,23 @@ static void parse_args(int argc, char **argv)
 			opt.dirty_mib = atol(v);
 		else if (!strcmp(argv[i], "kmem_mib"))
 			opt.kmem_mib = atol(v);
+		else if (!strcmp(argv[i], "tcalls"))
+			opt.tcalls = atoi(v);
+		else if (!strcmp(argv[i], "scalls"))
+			opt.scalls = atoi(v);
+		else if (!strcmp(argv[i], "srounds"))
+			opt.srounds = atoi(v);
 		else
 			die_msg("unknown option '%s'", argv[i]);
 	}
 	if (opt.rounds < 1 || opt.rounds > MAX_ROUNDS || opt.crounds < 1 ||
 	    opt.crounds > MAX_ROUNDS || opt.crounds_small < 1 ||
 	    opt.crounds_small > MAX_ROUNDS || opt.drounds < 1 || opt.drounds > MAX_ROUNDS ||
-	    opt.krounds < 1 || opt.krounds > MAX_ROUNDS)
-		die_msg("rounds must be 1..%d", MAX_ROUNDS);
+	    opt.krounds < 1 || opt.krounds > MAX_ROUNDS || opt.tcalls < 1 ||
+	    opt.tcalls > MAX_ROUNDS || opt.srounds < 1 || opt.srounds > MAX_ROUNDS)
+		die_msg("rounds, tcalls and srounds must be 1..%d", MAX_ROUNDS);
+	if (opt.scalls < 1 || opt.scalls > 65535 - 1024)
+		die_msg("scalls must be 1..%d", 65535 - 1024);
 	for (int i = 0; i < opt.nsizes; i++)
 		if (opt.sizes[i] < 2 || opt.sizes[i] % 2)
 			die_msg("size %ld MiB: sizes must be even and >= 2", opt.sizes[i]);
@@ -681,6 +710,350 @@ static void section_count(int container)
 	}
 }
 
+/* ---- one traced call at a time ---------------------------------------------- */
+
+static int tracefs_open(const char *name)
+{
+	char path[128];
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/kernel/tracing/%s", name);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		die_msg("open %s: %s", path, strerror(errno));
+	return fd;
+}
+
+static void fd_puts(int fd, const char *s)
+{
+	if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
+		die_msg("tracefs write '%s': %s", s, strerror(errno));
+}
+
+/* One 4 KiB MAP_DMA or UNMAP_DMA between tracing_on 1 and 0. */
+static void traced_call(int container, int on, int marker, bool map, void *p, int n)
+{
+	uint64_t unmapped = 0;
+	char line[64];
+	long r;
+
+	snprintf(line, sizeof(line), "prof %s %d\n", map ? "map" : "unmap", n);
+	fd_puts(on, "1");
+	fd_puts(marker, line);
+	r = map ? dma_map(container, COUNT_IOVA, p, PG, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE)
+		: dma_unmap(container, COUNT_IOVA, PG, 0, &unmapped);
+	fd_puts(on, "0");
+	if (r || (!map && unmapped != PG))
+		die_msg("traced %s: %ld", map ? "MAP_DMA" : "UNMAP_DMA", r);
+}
+
+static void section_trace(int container)
+{
+	int on = tracefs_open("tracing_on"), marker = tracefs_open("trace_marker");
+	struct buf b;
+	char why[128];
+
+	if (!buf_alloc(&b, "4k", PG, why, sizeof(why)))
+		die_msg("trace: %s", why);
+	for (int i = 0; i < 256; i++) {
+		if (dma_map(container, COUNT_IOVA, b.p, PG,
+			    VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE) ||
+		    dma_unmap(container, COUNT_IOVA, PG, 0, NULL))
+			die_msg("trace warm-up: MAP/UNMAP failed");
+	}
+	for (int n = 0; n < opt.tcalls; n++) {
+		traced_call(container, on, marker, true, b.p, n);
+		traced_call(container, on, marker, false, b.p, n);
+	}
+	RES("trace", "4k", opt.tcalls);
+	printf(" traced=%d\n", 2 * opt.tcalls);
+	buf_free(&b);
+	close(on);
+	close(marker);
+}
+
+/* ---- sampled calls ------------------------------------------------------------ */
+
+struct ksym {
+	unsigned long addr;
+	bool vfio;		/* in a vfio module ([vfio...] in kallsyms) */
+	char name[112];
+};
+
+static struct ksym *ksyms;
+static int nksyms;
+
+static int cmp_ksym(const void *a, const void *b)
+{
+	unsigned long x = ((const struct ksym *)a)->addr, y = ((const struct ksym *)b)->addr;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The text symbols of /proc/kallsyms (modules' too), sorted by address. */
+static void load_kallsyms(void)
+{
+	FILE *f = fopen("/proc/kallsyms", "r");
+	char line[512], type, name[112], mod[64];
+	unsigned long addr;
+	int cap = 0, nf;
+
+	if (!f)
+		die_msg("open /proc/kallsyms: %s", strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		nf = sscanf(line, "%lx %c %111s %63s", &addr, &type, name, mod);
+		if (nf < 3 || !addr || (type != 't' && type != 'T'))
+			continue;
+		if (nksyms == cap) {
+			cap = cap ? 2 * cap : 65536;
+			ksyms = realloc(ksyms, cap * sizeof(*ksyms));
+			if (!ksyms)
+				die_msg("out of memory for kallsyms");
+		}
+		ksyms[nksyms].addr = addr;
+		ksyms[nksyms].vfio = nf == 4 && !strncmp(mod, "[vfio", 5);
+		snprintf(ksyms[nksyms].name, sizeof(ksyms[nksyms].name), "%s", name);
+		nksyms++;
+	}
+	fclose(f);
+	if (!nksyms)
+		die_msg("/proc/kallsyms shows no addresses (kptr_restrict?)");
+	qsort(ksyms, nksyms, sizeof(*ksyms), cmp_ksym);
+}
+
+static int ksym_index(unsigned long ip)
+{
+	int lo = 0, hi = nksyms - 1;
+
+	if (ip < ksyms[0].addr)
+		return -1;
+	while (lo < hi) {
+		int mid = lo + (hi - lo + 1) / 2;
+
+		if (ksyms[mid].addr <= ip)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+}
+
+#define SAMPLE_DATA_PAGES 1024	/* 4 MiB of 16-byte samples */
+
+struct sampler {
+	int fd;
+	struct perf_event_mmap_page *meta;
+	size_t len;
+};
+
+static void sampler_open(struct sampler *sm)
+{
+	struct perf_event_attr a = {
+		.size = sizeof(a), .type = PERF_TYPE_SOFTWARE, .config = PERF_COUNT_SW_CPU_CLOCK,
+		.sample_period = 50000, .sample_type = PERF_SAMPLE_IP | PERF_SAMPLE_CALLCHAIN,
+		.disabled = 1, .exclude_user = 1, .exclude_hv = 1, .exclude_callchain_user = 1,
+	};
+
+	sm->fd = syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+	if (sm->fd < 0)
+		die_msg("perf_event_open(cpu-clock): %s", strerror(errno));
+	sm->len = (SAMPLE_DATA_PAGES + 1) * (size_t)sysconf(_SC_PAGESIZE);
+	sm->meta = mmap(NULL, sm->len, PROT_READ | PROT_WRITE, MAP_SHARED, sm->fd, 0);
+	if (sm->meta == MAP_FAILED)
+		die_msg("mmap perf ring: %s", strerror(errno));
+}
+
+/* Samples at each IP inside the backend's module (ours or C's), for a look
+ * at the instructions: "ip backend=... phase=... n=... at=SYMBOL+0xOFF". */
+#define MAX_HOT_IPS 8192
+static struct {
+	uint64_t ip;
+	long n[2];
+} hot_ips[MAX_HOT_IPS];
+static int nhot_ips;
+
+static void count_hot_ip(uint64_t ip, int phase)
+{
+	int k;
+
+	for (k = 0; k < nhot_ips && hot_ips[k].ip != ip; k++)
+		;
+	if (k == nhot_ips) {
+		if (nhot_ips == MAX_HOT_IPS)
+			return;
+		hot_ips[nhot_ips++].ip = ip;
+	}
+	hot_ips[k].n[phase]++;
+}
+
+static void report_hot_ips(int phase, const char *name)
+{
+	for (int shown = 0; shown < 60; shown++) {
+		int best = -1, i;
+
+		for (int k = 0; k < nhot_ips; k++)
+			if (hot_ips[k].n[phase] && (best < 0 || hot_ips[k].n[phase] > hot_ips[best].n[phase]))
+				best = k;
+		if (best < 0)
+			break;
+		i = ksym_index(hot_ips[best].ip);
+		printf("ip backend=%s phase=%s n=%ld at=%s+0x%lx\n", backend_module(), name,
+		       hot_ips[best].n[phase], ksyms[i].name,
+		       (unsigned long)(hot_ips[best].ip - ksyms[i].addr));
+		hot_ips[best].n[phase] = 0;
+	}
+}
+
+/* The innermost frame of a sample's kernel callchain in a vfio module (the
+ * backend's function the time is spent under), or -1. */
+static int vfio_frame(const char *rec, uint64_t nr)
+{
+	for (uint64_t k = 0; k < nr; k++) {
+		uint64_t ip;
+		int i;
+
+		memcpy(&ip, rec + 8 * k, 8);
+		if (ip >= (uint64_t)-4095)	/* PERF_CONTEXT_* markers */
+			continue;
+		i = ksym_index(ip);
+		if (i >= 0 && ksyms[i].vfio)
+			return i;
+	}
+	return -1;
+}
+
+/* Adds the ring's samples to counts (self, one per kallsyms entry) and
+ * under (by the innermost vfio frame); returns how many. Records are copied
+ * out first: one may wrap around the ring's end. */
+static long sampler_drain(struct sampler *sm, long *counts, long *under, long *lost,
+			  int phase)
+{
+	char *data = (char *)sm->meta + sm->meta->data_offset;
+	uint64_t size = sm->meta->data_size, tail = sm->meta->data_tail;
+	uint64_t head = __atomic_load_n(&sm->meta->data_head, __ATOMIC_ACQUIRE);
+	long n = 0;
+
+	while (tail < head) {
+		struct perf_event_header h;
+		uint64_t ip;
+
+		static char rec[65536];
+
+		memcpy(&h, data + tail % size, sizeof(h));
+		if (!h.size)
+			break;
+		for (uint64_t k = 0; k < h.size; k++)
+			rec[k] = data[(tail + k) % size];
+		if (h.type == PERF_RECORD_SAMPLE && h.size >= sizeof(h) + 16) {
+			uint64_t nr;
+			int i;
+
+			memcpy(&ip, rec + sizeof(h), 8);
+			memcpy(&nr, rec + sizeof(h) + 8, 8);
+			if (nr > (h.size - sizeof(h) - 16) / 8)
+				nr = (h.size - sizeof(h) - 16) / 8;
+			i = ksym_index(ip);
+			if (i >= 0)
+				counts[i]++;
+			if (i >= 0 && ksyms[i].vfio)
+				count_hot_ip(ip, phase);
+			i = vfio_frame(rec + sizeof(h) + 16, nr);
+			if (i >= 0)
+				under[i]++;
+			n++;
+		} else if (h.type == PERF_RECORD_LOST) {
+			(*lost)++;
+		}
+		tail += h.size;
+	}
+	__atomic_store_n(&sm->meta->data_tail, tail, __ATOMIC_RELEASE);
+	return n;
+}
+
+static void sample_top(const char *what, const char *phase, long *counts)
+{
+	for (int shown = 0; shown < 40; shown++) {
+		int best = -1;
+
+		for (int i = 0; i < nksyms; i++)
+			if (counts[i] && (best < 0 || counts[i] > counts[best]))
+				best = i;
+		if (best < 0)
+			break;
+		printf("%s backend=%s phase=%s n=%ld name=%s\n", what, backend_module(), phase,
+		       counts[best], ksyms[best].name);
+		counts[best] = 0;
+	}
+}
+
+static void sample_report(const char *phase, long *counts, long *under, long total,
+			  double secs, long calls)
+{
+	RES("sample", phase, calls);
+	printf(" samples=%ld us_per_call=%.3f\n", total, secs / calls * 1e6);
+	sample_top("sym", phase, counts);
+	sample_top("under", phase, under);
+}
+
+static void section_sample(int container)
+{
+	long npg = 1024 + opt.scalls, *cmap, *cunmap, *umap, *uunmap, nmap = 0, nunmap = 0;
+	long lost = 0;
+	double tmap = 0, tunmap = 0, t0;
+	struct sampler smap, sunmap;
+	struct buf b;
+	char why[128];
+
+	load_kallsyms();
+	cmap = calloc(nksyms, sizeof(long));
+	cunmap = calloc(nksyms, sizeof(long));
+	umap = calloc(nksyms, sizeof(long));
+	uunmap = calloc(nksyms, sizeof(long));
+	if (!cmap || !cunmap || !umap || !uunmap)
+		die_msg("out of memory for sample counts");
+	if (!buf_alloc(&b, "4k", npg * PG, why, sizeof(why)))
+		die_msg("sample: %s", why);
+	/* 1024 mappings held, as a guest with a vIOMMU has some. */
+	for (long m = 0; m < 1024; m++)
+		if (dma_map(container, COUNT_IOVA + m * PG, b.p + m * PG, PG, DMA_RW))
+			die_msg("sample: MAP_DMA of the held mappings failed");
+	sampler_open(&smap);
+	sampler_open(&sunmap);
+	for (int r = 0; r < opt.srounds; r++) {
+		uint64_t base = COUNT_IOVA + 1024 * PG, unmapped;
+
+		ioctl(smap.fd, PERF_EVENT_IOC_ENABLE, 0);
+		t0 = now();
+		for (long m = 0; m < opt.scalls; m++)
+			if (dma_map(container, base + m * PG, b.p + (1024 + m) * PG, PG, DMA_RW))
+				die_msg("sample: MAP_DMA #%ld failed", m);
+		tmap += now() - t0;
+		ioctl(smap.fd, PERF_EVENT_IOC_DISABLE, 0);
+		nmap += sampler_drain(&smap, cmap, umap, &lost, 0);
+		ioctl(sunmap.fd, PERF_EVENT_IOC_ENABLE, 0);
+		t0 = now();
+		for (long m = 0; m < opt.scalls; m++)
+			if (dma_unmap(container, base + m * PG, PG, 0, &unmapped) || unmapped != PG)
+				die_msg("sample: UNMAP_DMA #%ld failed", m);
+		tunmap += now() - t0;
+		ioctl(sunmap.fd, PERF_EVENT_IOC_DISABLE, 0);
+		nunmap += sampler_drain(&sunmap, cunmap, uunmap, &lost, 1);
+	}
+	if (lost)
+		printf("# sample: %ld PERF_RECORD_LOST records\n", lost);
+	sample_report("map", cmap, umap, nmap, tmap, (long)opt.srounds * opt.scalls);
+	sample_report("unmap", cunmap, uunmap, nunmap, tunmap, (long)opt.srounds * opt.scalls);
+	report_hot_ips(0, "map");
+	report_hot_ips(1, "unmap");
+	if (dma_unmap(container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, NULL))
+		die_msg("sample: UNMAP_DMA(ALL) failed");
+	buf_free(&b);
+	free(cmap);
+	free(cunmap);
+	free(umap);
+	free(uunmap);
+}
+
 /* ---- dirty bitmap ------------------------------------------------------------ */
 
 static long dirty_ctl(int container, uint32_t flags)
@@ -876,6 +1249,10 @@ int main(int argc, char **argv)
 		section_count(container);
 	if (in_list(opt.sections, "dirty"))
 		section_dirty(container);
+	if (in_list(opt.sections, "trace"))
+		section_trace(container);
+	if (in_list(opt.sections, "sample"))
+		section_sample(container);
 	close(container);
 	close(group);
 	if (ring_fd >= 0)

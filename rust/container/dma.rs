@@ -24,6 +24,7 @@ use crate::mapping::Prot;
 use crate::params;
 use crate::pin::Owner;
 use crate::pin::PageBatch;
+use crate::pin::PinReader;
 use crate::pin::PinnedPages;
 use crate::trace;
 use crate::uapi;
@@ -329,37 +330,37 @@ impl ContainerInner {
 
     /// `VFIO_DMA_UNMAP_FLAG_VADDR`: marks the vaddrs of `keys` invalid and
     /// returns their total size; none changes if one is invalid already.
-    fn invalidate_vaddrs(&mut self, keys: &[u64]) -> Result<u64> {
+    fn invalidate_vaddrs(&mut self, keys: &[IovaRange]) -> Result<u64> {
         let mappings = &self.mappings;
         if keys
             .iter()
-            .filter_map(|k| mappings.get(*k))
+            .filter_map(|k| mappings.get(k.start()))
             .any(|m| m.vaddr_invalid())
         {
             return Err(EINVAL);
         }
         let mut bytes = 0u64;
         for k in keys {
-            self.mappings.invalidate_vaddr(*k);
-            bytes = bytes.saturating_add(self.mappings.get(*k).map_or(0, |m| m.size()));
+            self.mappings.invalidate_vaddr(k.start());
+            bytes = bytes.saturating_add(k.size());
         }
         Ok(bytes)
     }
 
-    /// Reports each mapping of `keys` in turn into `bitmap` (if any), whose
+    /// Reports each mapping of `keys` (their ranges) in turn into `bitmap` (if any), whose
     /// bit 0 is `base`, until one that devices hold pages of or a report
     /// that faults; then removes the mappings before that one (unmapped
     /// from every domain with one IOTLB flush each, then unpinned).
     fn report_and_remove(
         &mut self,
-        keys: &[u64],
+        keys: &[IovaRange],
         bitmap: Option<&uapi::UserBitmap>,
         base: u64,
     ) -> UnmapPass {
         let all_dirty = !self.domains.is_empty();
         let pgshift = self.min_pgsize().trailing_zeros();
         let (mut done, mut bytes, mut held, mut result) = (0usize, 0u64, None, Ok(()));
-        for m in keys.iter().filter_map(|k| self.mappings.get(*k)) {
+        for m in keys.iter().filter_map(|k| self.mappings.get(k.start())) {
             if !m.external.is_empty() {
                 held = Some((m.range.start(), m.size()));
                 break;
@@ -403,11 +404,13 @@ pub(super) fn pin_and_map_into(
     let filled = {
         // Dropped (unmapped) before `pinned` on error.
         let mut mapped = Mapped::new(domains, m.range.start(), m.prot);
-        let npages = m.npages();
-        let filled = npages.and_then(|n| {
-            pinned.fill(m.vaddr, n, params::disable_hugepages(), batch, |run| {
-                mapped.map_run(run)
-            })
+        let filled = m.npages().and_then(|n| {
+            let single_pages = params::disable_hugepages();
+            let mut reader = PinReader::new(&mut pinned, credit, m.vaddr, n, single_pages, batch);
+            while let Some(run) = reader.next_run()? {
+                mapped.map_run(run)?;
+            }
+            Ok(())
         });
         if filled.is_ok() {
             mapped.commit();
