@@ -386,10 +386,15 @@ impl Drop for PinnedPages {
     }
 }
 
+/// Pages a reader pins before it charges them (1 GiB): one `locked_vm`
+/// update (a `mmap_lock` write) per MAP of up to 1 GiB rather than one per
+/// GUP batch; the limit is still checked per batch, as C does per page.
+const CHARGE_PAGES: usize = 1 << (30 - PAGE_SHIFT);
+
 /// Reads the user memory of a mapping as physically contiguous runs
 /// (iommufd's `pfn_reader`): pins a GUP batch at a time, charges it to the
-/// owner, and hands out each run once it is complete, so that MAP is a
-/// plain loop. A run is recorded in the [`PinnedPages`] before it is handed
+/// owner (in one update per [`CHARGE_PAGES`] and at the end), and hands out
+/// each run once it is complete, so that MAP is a plain loop. A run is recorded in the [`PinnedPages`] before it is handed
 /// out; what is pinned but not handed out when the reader is dropped (an
 /// error stopped the caller) is recorded then: dropping the `PinnedPages`
 /// unpins all of it, after the caller unmapped what it mapped.
@@ -399,8 +404,10 @@ impl Drop for PinnedPages {
 /// `batch.pages[page..]` in stretches `batch.lens[stretch..count]` and
 /// `pfnmap` are read (counted in `read`) but neither recorded nor in
 /// `open`; `pinned.runs` has room for one run per such stretch. `open` is
-/// read and not recorded. Pinned pages among them hold one pin each and
-/// are charged to `pinned`'s owner.
+/// read and not recorded. Pinned pages among them hold one pin each.
+/// Pinned pages read are charged to `pinned`'s owner (in `pinned.locked`)
+/// but for `uncharged` of them (which the limit checks counted) and those
+/// the credit covered.
 pub(crate) struct PinReader<'a> {
     pinned: &'a mut PinnedPages,
     batch: &'a mut PageBatch,
@@ -412,6 +419,8 @@ pub(crate) struct PinReader<'a> {
     credit: usize,
     /// Pages pinned or looked up so far.
     read: usize,
+    /// Pinned pages read but not charged yet (fewer than `CHARGE_PAGES`).
+    uncharged: usize,
     /// The run being grown: contiguous with what comes next, maybe.
     open: Option<PfnRun>,
     page: usize,
@@ -449,6 +458,7 @@ impl<'a> PinReader<'a> {
             single_pages,
             credit,
             read: 0,
+            uncharged: 0,
             open: None,
             page: 0,
             stretch: 0,
@@ -474,7 +484,9 @@ impl<'a> PinReader<'a> {
                 continue;
             }
             if self.read >= self.npages {
-                // The last run is complete too; then there is no more.
+                // Everything is read: charged, the last run complete too;
+                // then there is no more.
+                self.flush_charge()?;
                 let Some(last) = self.open.take() else {
                     self.pinned.runs.trim();
                     return Ok(None);
@@ -555,26 +567,47 @@ impl<'a> PinReader<'a> {
         Ok(())
     }
 
-    /// Charges `got` newly pinned pages but for what is left of the credit.
+    /// Counts `got` newly pinned pages against the limit but for what is
+    /// left of the credit, and charges them once `CHARGE_PAGES` are due.
     ///
     /// # Errors
     ///
-    /// `ENOMEM` over RLIMIT_MEMLOCK, `EINTR` (fatal signal): nothing
-    /// charged, the credit unused.
+    /// `ENOMEM` over RLIMIT_MEMLOCK, `EINTR` (fatal signal): the caller
+    /// gives the `got` pages back.
     fn charge(&mut self, got: usize) -> Result {
         let covered = self.credit.min(got);
         let due = got.saturating_sub(covered);
-        let owner = &self.pinned.owner;
-        // Only the limit check logs, as in C (not a failed allocation),
-        // and as C the limit in whole pages.
-        owner.check_caller_limit(due).inspect_err(|_| {
-            let limit = memlock_limit() >> PAGE_SHIFT << PAGE_SHIFT;
-            pr_warn!("map: RLIMIT_MEMLOCK ({}) exceeded\n", limit);
-        })?;
-        owner.charge_pinned(due)?;
-        // INVARIANT: `due` more pages charged; `covered` credit used up.
+        // As C's vfio_pin_pages_remote(): what this call pinned and has not
+        // charged counts too. Only the limit check logs, as in C (not a
+        // failed allocation), and as C the limit in whole pages.
+        let counted = self.uncharged.saturating_add(due);
+        self.pinned
+            .owner
+            .check_caller_limit(counted)
+            .inspect_err(|_| {
+                let limit = memlock_limit() >> PAGE_SHIFT << PAGE_SHIFT;
+                pr_warn!("map: RLIMIT_MEMLOCK ({}) exceeded\n", limit);
+            })?;
+        // INVARIANT: `covered` credit used up; `due` more to charge.
         self.credit = self.credit.saturating_sub(covered);
-        self.pinned.locked = self.pinned.locked.saturating_add(due);
+        self.uncharged = counted;
+        if self.uncharged >= CHARGE_PAGES {
+            self.flush_charge()?;
+        }
+        Ok(())
+    }
+
+    /// Charges the pages counted but not charged yet, in one update.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` (the owner's limit), `EINTR`: nothing charged; those pages
+    /// stay uncharged (and are unpinned with the mapping).
+    fn flush_charge(&mut self) -> Result {
+        self.pinned.owner.charge_pinned(self.uncharged)?;
+        // INVARIANT: charged now, so counted in `locked`.
+        self.pinned.locked = self.pinned.locked.saturating_add(self.uncharged);
+        self.uncharged = 0;
         Ok(())
     }
 

@@ -22,6 +22,9 @@
  *     kmem_mib=1024 krounds=1          module memory per mapped GiB
  *     tcalls=3                         trace section: traced call pairs
  *     scalls=16384 srounds=4           sample section: calls per round
+ *     skind=4k smib=256                sample section: memory kind; with thp
+ *                                      or hugetlb one MAP of smib MiB per
+ *                                      call, scalls/64 calls a round
  *
  * One container, one single-device group, TYPE1v2. Every result is one line
  *
@@ -143,13 +146,15 @@ static struct {
 	int rounds, crounds, crounds_small, drounds, krounds, floor, cbufs;
 	long dirty_mib, kmem_mib;
 	int tcalls, scalls, srounds;
+	char skind[16];
+	long smib;
 } opt = {
 	.sections = "size,count,dirty,kmem", .kinds = "4k,thp,hugetlb", .cpages = "4k,2m",
 	.sizes = { 2, 32, 256, 1024, 2048 }, .nsizes = 5,
 	.counts = { 1, 1024, 16384, 65535 }, .ncounts = 4,
 	.rounds = 3, .crounds = 1, .crounds_small = 5, .drounds = 3, .krounds = 1, .floor = 1, .cbufs = 8,
 	.dirty_mib = 1024, .kmem_mib = 1024, .tcalls = 3,
-	.scalls = 16384, .srounds = 4,
+	.scalls = 16384, .srounds = 4, .skind = "4k", .smib = 256,
 };
 
 static int parse_list(const char *s, long *out)
@@ -218,6 +223,10 @@ static void parse_args(int argc, char **argv)
 			opt.scalls = atoi(v);
 		else if (!strcmp(argv[i], "srounds"))
 			opt.srounds = atoi(v);
+		else if (!strcmp(argv[i], "skind"))
+			snprintf(opt.skind, sizeof(opt.skind), "%s", v);
+		else if (!strcmp(argv[i], "smib"))
+			opt.smib = atol(v);
 		else
 			die_msg("unknown option '%s'", argv[i]);
 	}
@@ -995,63 +1004,92 @@ static void sample_report(const char *phase, long *counts, long *under, long tot
 	sample_top("under", phase, under);
 }
 
+/* One round of MAPs (phase 0) or UNMAPs (phase 1) sampled by fd: scalls
+ * single pages after the held ones, or scalls / 64 times the whole big
+ * buffer (each mapped and unmapped, only the phase's call sampled).
+ * Returns the seconds the sampled calls took. */
+static double sample_calls(int container, struct buf *b, bool big, int phase, int fd)
+{
+	uint64_t base = COUNT_IOVA + 1024 * PG, unmapped;
+	long calls = big ? (opt.scalls + 63) / 64 : opt.scalls;
+	double t = 0, t0 = 0;
+
+	for (long m = 0; m < calls; m++) {
+		uint64_t iova = big ? BENCH_IOVA : base + m * PG, size = big ? b->size : PG;
+		void *va = big ? b->p : b->p + (1024 + m) * PG;
+
+		for (int op = 0; op < 2; op++) {
+			bool sampled = op == phase;
+
+			if (!big && op != phase)
+				continue;
+			if (sampled && (big || m == 0)) {
+				ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
+				t0 = now();
+			}
+			if (op == 0 && dma_map(container, iova, va, size, DMA_RW))
+				die_msg("sample: MAP_DMA #%ld failed", m);
+			if (op == 1 && (dma_unmap(container, iova, size, 0, &unmapped) ||
+					unmapped != size))
+				die_msg("sample: UNMAP_DMA #%ld failed", m);
+			if (sampled && (big || m == calls - 1)) {
+				t += now() - t0;
+				ioctl(fd, PERF_EVENT_IOC_DISABLE, 0);
+			}
+		}
+	}
+	return t;
+}
+
 static void section_sample(int container)
 {
-	long npg = 1024 + opt.scalls, *cmap, *cunmap, *umap, *uunmap, nmap = 0, nunmap = 0;
-	long lost = 0;
-	double tmap = 0, tunmap = 0, t0;
-	struct sampler smap, sunmap;
-	struct buf b;
+	bool big = strcmp(opt.skind, "4k");
+	long npg = 1024 + opt.scalls, *cnt[2], *under[2], n[2] = { 0, 0 }, lost = 0;
+	long calls = big ? (long)opt.srounds * ((opt.scalls + 63) / 64) : (long)opt.srounds * opt.scalls;
+	double t[2] = { 0, 0 };
+	struct sampler sm[2];
+	struct buf held, b;
 	char why[128];
 
 	load_kallsyms();
-	cmap = calloc(nksyms, sizeof(long));
-	cunmap = calloc(nksyms, sizeof(long));
-	umap = calloc(nksyms, sizeof(long));
-	uunmap = calloc(nksyms, sizeof(long));
-	if (!cmap || !cunmap || !umap || !uunmap)
-		die_msg("out of memory for sample counts");
-	if (!buf_alloc(&b, "4k", npg * PG, why, sizeof(why)))
+	for (int p = 0; p < 2; p++) {
+		cnt[p] = calloc(nksyms, sizeof(long));
+		under[p] = calloc(nksyms, sizeof(long));
+		if (!cnt[p] || !under[p])
+			die_msg("out of memory for sample counts");
+	}
+	if (!buf_alloc(&held, "4k", npg * PG, why, sizeof(why)))
+		die_msg("sample: %s", why);
+	if (big && !buf_alloc(&b, opt.skind, (uint64_t)opt.smib << 20, why, sizeof(why)))
 		die_msg("sample: %s", why);
 	/* 1024 mappings held, as a guest with a vIOMMU has some. */
 	for (long m = 0; m < 1024; m++)
-		if (dma_map(container, COUNT_IOVA + m * PG, b.p + m * PG, PG, DMA_RW))
+		if (dma_map(container, COUNT_IOVA + m * PG, held.p + m * PG, PG, DMA_RW))
 			die_msg("sample: MAP_DMA of the held mappings failed");
-	sampler_open(&smap);
-	sampler_open(&sunmap);
+	sampler_open(&sm[0]);
+	sampler_open(&sm[1]);
 	for (int r = 0; r < opt.srounds; r++) {
-		uint64_t base = COUNT_IOVA + 1024 * PG, unmapped;
-
-		ioctl(smap.fd, PERF_EVENT_IOC_ENABLE, 0);
-		t0 = now();
-		for (long m = 0; m < opt.scalls; m++)
-			if (dma_map(container, base + m * PG, b.p + (1024 + m) * PG, PG, DMA_RW))
-				die_msg("sample: MAP_DMA #%ld failed", m);
-		tmap += now() - t0;
-		ioctl(smap.fd, PERF_EVENT_IOC_DISABLE, 0);
-		nmap += sampler_drain(&smap, cmap, umap, &lost, 0);
-		ioctl(sunmap.fd, PERF_EVENT_IOC_ENABLE, 0);
-		t0 = now();
-		for (long m = 0; m < opt.scalls; m++)
-			if (dma_unmap(container, base + m * PG, PG, 0, &unmapped) || unmapped != PG)
-				die_msg("sample: UNMAP_DMA #%ld failed", m);
-		tunmap += now() - t0;
-		ioctl(sunmap.fd, PERF_EVENT_IOC_DISABLE, 0);
-		nunmap += sampler_drain(&sunmap, cunmap, uunmap, &lost, 1);
+		for (int p = 0; p < 2; p++) {
+			t[p] += sample_calls(container, big ? &b : &held, big, p, sm[p].fd);
+			n[p] += sampler_drain(&sm[p], cnt[p], under[p], &lost, p);
+		}
 	}
 	if (lost)
 		printf("# sample: %ld PERF_RECORD_LOST records\n", lost);
-	sample_report("map", cmap, umap, nmap, tmap, (long)opt.srounds * opt.scalls);
-	sample_report("unmap", cunmap, uunmap, nunmap, tunmap, (long)opt.srounds * opt.scalls);
+	printf("# sample: kind %s, %s per call\n", opt.skind, big ? "one mapping of smib MiB" : "one page");
+	sample_report("map", cnt[0], under[0], n[0], t[0], calls);
+	sample_report("unmap", cnt[1], under[1], n[1], t[1], calls);
 	report_hot_ips(0, "map");
 	report_hot_ips(1, "unmap");
 	if (dma_unmap(container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, NULL))
 		die_msg("sample: UNMAP_DMA(ALL) failed");
-	buf_free(&b);
-	free(cmap);
-	free(cunmap);
-	free(umap);
-	free(uunmap);
+	if (big)
+		buf_free(&b);
+	buf_free(&held);
+	for (int p = 0; p < 2; p++) {
+		free(cnt[p]);
+		free(under[p]);
+	}
 }
 
 /* ---- dirty bitmap ------------------------------------------------------------ */

@@ -784,6 +784,75 @@ TEST_F(map, rlimit_memlock)
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
 }
 
+/* RLIMIT_MEMLOCK past 1 GiB: ours charges locked_vm once per GiB a MAP
+ * pins (and at its end), checking the limit per GUP batch with what it has
+ * pinned uncharged; C charges per contiguous chunk. Either way a MAP that
+ * passes the limit after the first GiB was charged fails with ENOMEM and
+ * gives all of it back, and one exactly at the limit maps. */
+#define GIB_LIMIT ((1UL << 30) + SZ_2M)
+
+static int gib_child(int c)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2];
+	struct rlimit rl = { .rlim_cur = GIB_LIMIT, .rlim_max = GIB_LIMIT };
+	long pins = pins_outstanding();
+	size_t size = GIB_LIMIT + SZ_2M;
+	uint64_t sz;
+	char *buf;
+
+	/* Allocated here, not inherited: pinning it for writing in the child
+	 * would copy 1 GiB of the parent's. */
+	buf = mmap_aligned(size, SZ_2M, PROT_READ | PROT_WRITE);
+	if (!buf)
+		return 10;
+	madvise(buf, size, MADV_HUGEPAGE);	/* faster to touch and pin */
+	memset(buf, 0x22, size);
+	if (syscall(SYS_capget, &hdr, data))
+		return 1;
+	data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+	data[CAP_TO_INDEX(CAP_IPC_LOCK)].permitted &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+	if (syscall(SYS_capset, &hdr, data) || setrlimit(RLIMIT_MEMLOCK, &rl))
+		return 2;
+	if (vmlck_kb() != 0)
+		return 3;
+	/* 2 MiB past the limit: ENOMEM, nothing kept. */
+	if (dma_map(c, IOVA_BASE, buf, GIB_LIMIT + SZ_2M, DMA_RW) != -ENOMEM)
+		return 4;
+	if (vmlck_kb() != 0 || pins_outstanding() != pins)
+		return 5;
+	/* Exactly the limit maps, all of it charged. */
+	if (dma_map(c, IOVA_BASE, buf, GIB_LIMIT, DMA_RW))
+		return 6;
+	if (vmlck_kb() != (long)(GIB_LIMIT >> 10) ||
+	    pins_outstanding() != pins + (long)pages_of(GIB_LIMIT))
+		return 7;
+	if (dma_unmap(c, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, &sz) || sz != GIB_LIMIT)
+		return 8;
+	if (vmlck_kb() != 0 || pins_outstanding() != pins)
+		return 9;
+	return 0;
+}
+
+TEST_F(map, rlimit_past_a_gib)
+{
+	size_t size = GIB_LIMIT + SZ_2M;
+	int status;
+	pid_t pid;
+
+	if (meminfo_kb("MemAvailable") < (long)((size + (256UL << 20)) >> 10))
+		SKIP(return, "needs 1.3 GiB of free memory (MemAvailable %ld kB)",
+		     meminfo_kb("MemAvailable"));
+	set_iommu(_metadata, self, variant);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0)
+		_exit(gib_child(self->container));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("child failed at step %d", WEXITSTATUS(status));
+}
+
 /* dma_entry_limit is read when the container's backend is opened
  * (VFIO_SET_IOMMU); map number limit+1 fails with ENOSPC. */
 TEST_F(map, dma_entry_limit)
