@@ -220,9 +220,9 @@ impl<T, A: Allocator> VecExt<T> for Vec<T, A> {
 }
 
 #[cfg(vfio_rs_kmm)]
-pub(crate) use kmm::{current_mm_and_leader, mm_raw, task_raw, MmRef, TaskRef};
+pub(crate) use kmm::{current_mm, current_mm_and_leader, mm_raw, task_raw, MmRef, TaskRef};
 #[cfg(not(vfio_rs_kmm))]
-pub(crate) use no_kmm::{current_mm_and_leader, mm_raw, task_raw, MmRef, TaskRef};
+pub(crate) use no_kmm::{current_mm, current_mm_and_leader, mm_raw, task_raw, MmRef, TaskRef};
 
 /// The owner's mm and task through the kernel crate (6.13 on).
 #[cfg(vfio_rs_kmm)]
@@ -242,6 +242,13 @@ mod kmm {
         let cur = kernel::current!();
         let mm = cur.mm().map(|mm| ARef::<Mm>::from(&**mm))?;
         Some((mm, ARef::from(cur.group_leader())))
+    }
+
+    /// The calling process's mm, to compare with (null without one).
+    pub(crate) fn current_mm() -> *mut bindings::mm_struct {
+        let cur = kernel::current!();
+        cur.mm()
+            .map_or(core::ptr::null_mut(), |mm| (**mm).as_raw().cast())
     }
 
     pub(crate) fn mm_raw(mm: &MmRef) -> *mut bindings::mm_struct {
@@ -325,6 +332,18 @@ mod no_kmm {
         // SAFETY: no preconditions; the result carries a reference.
         let task = NonNull::new(unsafe { bindings::vfio_rs_task_get_leader() })?;
         Some((mm, TaskRef(task)))
+    }
+
+    /// The calling process's mm, to compare with (null without one).
+    pub(crate) fn current_mm() -> *mut bindings::mm_struct {
+        // SAFETY: no preconditions; a non-NULL result carries a reference,
+        // dropped at once (current's mm outlives this call anyway).
+        let mm = unsafe { bindings::vfio_rs_mm_grab_current() };
+        if !mm.is_null() {
+            // SAFETY: the reference just taken.
+            unsafe { bindings::vfio_rs_mm_drop(mm) };
+        }
+        mm
     }
 
     pub(crate) fn mm_raw(mm: &MmRef) -> *mut bindings::mm_struct {

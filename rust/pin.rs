@@ -15,7 +15,9 @@ use kernel::prelude::*;
 use crate::compat::VecExt;
 
 use crate::bindings;
-use crate::compat::{current_mm_and_leader, eoverflow, mm_raw, task_raw, MmRef, TaskRef};
+use crate::compat::{
+    current_mm, current_mm_and_leader, eoverflow, mm_raw, task_raw, MmRef, TaskRef,
+};
 use crate::runs::page_bytes;
 use crate::runs::Backing;
 use crate::runs::PfnRun;
@@ -48,6 +50,11 @@ impl Owner {
     /// Whether `other` charges the same mm.
     pub(crate) fn same_mm(&self, other: &Owner) -> bool {
         mm_raw(&self.mm) == mm_raw(&other.mm)
+    }
+
+    /// Whether the calling process's mm is the one charged.
+    fn is_callers(&self) -> bool {
+        mm_raw(&self.mm) == current_mm()
     }
 
     /// Charges `npages` pages to the owner's `locked_vm`.
@@ -85,8 +92,9 @@ impl Owner {
     /// had CAP_IPC_LOCK): a replay from another process (a group attached
     /// by it) answers ENOMEM over that process's limit. From the owner's
     /// process this is the owner's check again. C sums the pages of one
-    /// physically contiguous chunk, this those of one GUP batch: from
-    /// another process the answers differ when the caller's room lies
+    /// physically contiguous chunk, a reader those of one GUP batch (and,
+    /// in the owner's process, those it pinned and has not charged yet):
+    /// from another process the answers differ when the caller's room lies
     /// between the two sums.
     ///
     /// # Errors
@@ -386,17 +394,22 @@ impl Drop for PinnedPages {
     }
 }
 
-/// Pages a reader pins before it charges them (1 GiB): one `locked_vm`
-/// update (a `mmap_lock` write) per MAP of up to 1 GiB rather than one per
-/// GUP batch; the limit is still checked per batch, as C does per page.
-const CHARGE_PAGES: usize = 1 << (30 - PAGE_SHIFT);
+/// Pages a reader pins before it charges them (64 MiB): one `locked_vm`
+/// update (a `mmap_lock` write) per 64 MiB a MAP pins rather than one per
+/// GUP batch (2 MiB of 4 KiB pages). The caller's limit is still checked
+/// per batch, as C does per page, counting what is not charged yet; a MAP
+/// racing another of the same process may pin up to this much past the
+/// limit before its charge fails (and unpins), where C's window is a
+/// physically contiguous chunk.
+const CHARGE_PAGES: usize = 1 << (26 - PAGE_SHIFT);
 
 /// Reads the user memory of a mapping as physically contiguous runs
 /// (iommufd's `pfn_reader`): pins a GUP batch at a time, charges it to the
 /// owner (in one update per [`CHARGE_PAGES`] and at the end), and hands out
-/// each run once it is complete, so that MAP is a plain loop. A run is recorded in the [`PinnedPages`] before it is handed
-/// out; what is pinned but not handed out when the reader is dropped (an
-/// error stopped the caller) is recorded then: dropping the `PinnedPages`
+/// each run once it is complete, so that MAP is a plain loop. A run is
+/// recorded in the [`PinnedPages`] before it is handed out; what is pinned
+/// but not handed out when the reader is dropped (an error stopped the
+/// caller) is recorded then: dropping the `PinnedPages`
 /// unpins all of it, after the caller unmapped what it mapped.
 ///
 /// # Invariants
@@ -407,7 +420,9 @@ const CHARGE_PAGES: usize = 1 << (30 - PAGE_SHIFT);
 /// read and not recorded. Pinned pages among them hold one pin each.
 /// Pinned pages read are charged to `pinned`'s owner (in `pinned.locked`)
 /// but for `uncharged` of them (which the limit checks counted) and those
-/// the credit covered.
+/// the credit covered; `uncharged` stays 0 unless the caller is the
+/// owner's process (`deferred`). After an error the reader is only
+/// dropped, and these counts no longer matter.
 pub(crate) struct PinReader<'a> {
     pinned: &'a mut PinnedPages,
     batch: &'a mut PageBatch,
@@ -421,6 +436,11 @@ pub(crate) struct PinReader<'a> {
     read: usize,
     /// Pinned pages read but not charged yet (fewer than `CHARGE_PAGES`).
     uncharged: usize,
+    /// Whether charges wait for `CHARGE_PAGES`: only in the owner's own
+    /// process, whose limit check then counts them. From another process
+    /// (a replay) each batch is charged at once, so that the owner's limit
+    /// answers where C's does.
+    deferred: bool,
     /// The run being grown: contiguous with what comes next, maybe.
     open: Option<PfnRun>,
     page: usize,
@@ -443,6 +463,7 @@ impl<'a> PinReader<'a> {
         single_pages: bool,
         batch: &'a mut PageBatch,
     ) -> Self {
+        let deferred = pinned.owner.is_callers();
         // Nothing read into `pinned` before: all it has charged is credit.
         let credit = if pinned.runs.count() == 0 {
             credit.min(pinned.locked)
@@ -459,6 +480,7 @@ impl<'a> PinReader<'a> {
             credit,
             read: 0,
             uncharged: 0,
+            deferred,
             open: None,
             page: 0,
             stretch: 0,
@@ -591,7 +613,7 @@ impl<'a> PinReader<'a> {
         // INVARIANT: `covered` credit used up; `due` more to charge.
         self.credit = self.credit.saturating_sub(covered);
         self.uncharged = counted;
-        if self.uncharged >= CHARGE_PAGES {
+        if !self.deferred || self.uncharged >= CHARGE_PAGES {
             self.flush_charge()?;
         }
         Ok(())

@@ -1441,4 +1441,70 @@ TEST_F(emu, replay_checks_callers_rlimit_regress)
 	EXPECT_EQ(lck, vmlck_kb());
 }
 
+/* Joins like join_without_memlock() under RLIMIT_MEMLOCK `bytes`. */
+static int join_with_memlock(int group_id, int container, rlim_t bytes)
+{
+	long ret;
+	int g;
+
+	if (set_memlock(bytes))
+		return 101;
+	g = vfio_open_viable_group(group_id);
+	if (g < 0)
+		return 102;
+	ret = xioctl(g, VFIO_GROUP_SET_CONTAINER, (unsigned long)&container);
+	close(g);
+	return ret < 0 ? (int)-ret : 0;
+}
+
+/*
+ * R13 (review of the deferred locked_vm charge). The replay from another
+ * process checks that process's limit against what C sums: one physically
+ * contiguous chunk (ours: one GUP batch), not the whole mapping, whose
+ * pages are charged to the owner. A child with RLIMIT_MEMLOCK of one batch
+ * (2 MiB of 4 KiB pages) joins a group to a container holding a mapping of
+ * two batches whose pages are physically scattered (touched from the top
+ * down, so no chunk is longer than a page): it joins on both backends, and
+ * leaving gives everything back. A reader that counted every page it had
+ * not charged yet answered ENOMEM.
+ */
+TEST_F(emu, replay_checks_callers_limit_per_batch_regress)
+{
+	const struct vfio_test_group *g = vfio_test_group_find(1, 0);
+	size_t batch = page_size() / sizeof(void *) * page_size(), size = 2 * batch;
+	long pins, lck;
+	uint8_t *buf;
+	int status;
+	pid_t pid;
+
+	ASSERT_NE(NULL, g);
+	if (size > (256UL << 20))
+		SKIP(return, "a GUP batch is %zu MiB with %lu KiB pages: too much to map twice here",
+		     batch >> 20, page_size() >> 10);
+	set_iommu_open_dev(_metadata, self, VFIO_TYPE1v2_IOMMU);
+	buf = mmap_aligned(size, page_size(), PROT_READ | PROT_WRITE);
+	ASSERT_NE(NULL, buf);
+	madvise(buf, size, MADV_NOHUGEPAGE);
+	for (size_t off = size; off > 0; off -= page_size())
+		buf[off - page_size()] = 1;
+	ASSERT_EQ(0, drop_ipc_lock());
+	pins = pins_outstanding();
+	lck = vmlck_kb();
+	ASSERT_EQ(0, set_memlock(lck * 1024 + size));
+	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, size, DMA_RW));
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0)
+		_exit(join_with_memlock(g->id, self->container, batch));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	/* The child's group fd is closed: the group left, its pins went. */
+	EXPECT_EQ(pins, pins_outstanding());
+	EXPECT_EQ(lck, vmlck_kb());
+	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, NULL));
+	munmap(buf, size);
+}
+
 TEST_HARNESS_MAIN
