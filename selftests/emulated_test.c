@@ -1376,15 +1376,15 @@ TEST_F(emu, update_vaddr_same_mm_keeps_lock_cap_regress)
 	EXPECT_EQ(lck, vmlck_kb());
 }
 
-/* Joins the group `group_id` to `container` under RLIMIT_MEMLOCK 0 (the
- * caller without CAP_IPC_LOCK); the errno as the exit status, 0 if it
+/* Joins the group `group_id` to `container` under RLIMIT_MEMLOCK `bytes`
+ * (the caller without CAP_IPC_LOCK); the errno as the exit status, 0 if it
  * joined, 100 + the failing setup step. */
-static int join_without_memlock(int group_id, int container)
+static int join_with_memlock(int group_id, int container, rlim_t bytes)
 {
 	long ret;
 	int g;
 
-	if (set_memlock(0))
+	if (set_memlock(bytes))
 		return 101;
 	g = vfio_open_viable_group(group_id);
 	if (g < 0)
@@ -1423,7 +1423,7 @@ TEST_F(emu, replay_checks_callers_rlimit_regress)
 	pid = fork();
 	ASSERT_GE(pid, 0);
 	if (pid == 0)
-		_exit(join_without_memlock(g->id, self->container));
+		_exit(join_with_memlock(g->id, self->container, 0));
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_TRUE(WIFEXITED(status));
 	EXPECT_EQ(ENOMEM, WEXITSTATUS(status));
@@ -1439,22 +1439,6 @@ TEST_F(emu, replay_checks_callers_rlimit_regress)
 	ASSERT_EQ(0, dma_unmap(self->container, 0, 0, VFIO_DMA_UNMAP_FLAG_ALL, NULL));
 	EXPECT_EQ(pins, pins_outstanding());
 	EXPECT_EQ(lck, vmlck_kb());
-}
-
-/* Joins like join_without_memlock() under RLIMIT_MEMLOCK `bytes`. */
-static int join_with_memlock(int group_id, int container, rlim_t bytes)
-{
-	long ret;
-	int g;
-
-	if (set_memlock(bytes))
-		return 101;
-	g = vfio_open_viable_group(group_id);
-	if (g < 0)
-		return 102;
-	ret = xioctl(g, VFIO_GROUP_SET_CONTAINER, (unsigned long)&container);
-	close(g);
-	return ret < 0 ? (int)-ret : 0;
 }
 
 /*

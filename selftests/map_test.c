@@ -689,17 +689,13 @@ TEST_F(map, update_vaddr_from_another_process)
  * limit is a whole number of pages at any page size (16 of 64 KiB). */
 #define MEMLOCK_LIMIT (1UL << 20)
 
-static int memlock_child(int c, char *buf)
+/* Drops CAP_IPC_LOCK and sets RLIMIT_MEMLOCK (soft and hard) to bytes: 0,
+ * or 1-3 for the step that failed. */
+static int limit_without_ipc_lock(rlim_t bytes)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct data[2];
-	/* Not a whole number of pages: what counts (and what the kernel log
-	 * names) is the limit rounded down to pages. */
-	struct rlimit rl = { .rlim_cur = MEMLOCK_LIMIT + 1000, .rlim_max = MEMLOCK_LIMIT + 1000 };
-	const uint64_t half = MEMLOCK_LIMIT / 2;
-	const long half_pages = pages_of(half);
-	uint64_t sz;
-	long pins, lck;
+	struct rlimit rl = { .rlim_cur = bytes, .rlim_max = bytes };
 
 	if (syscall(SYS_capget, &hdr, data))
 		return 1;
@@ -708,8 +704,22 @@ static int memlock_child(int c, char *buf)
 	data[CAP_TO_INDEX(CAP_IPC_LOCK)].inheritable &= ~CAP_TO_MASK(CAP_IPC_LOCK);
 	if (syscall(SYS_capset, &hdr, data))
 		return 2;
-	if (setrlimit(RLIMIT_MEMLOCK, &rl))
-		return 3;
+	return setrlimit(RLIMIT_MEMLOCK, &rl) ? 3 : 0;
+}
+
+static int memlock_child(int c, char *buf)
+{
+	const uint64_t half = MEMLOCK_LIMIT / 2;
+	const long half_pages = pages_of(half);
+	uint64_t sz;
+	long pins, lck;
+	int err;
+
+	/* Not a whole number of pages: what counts (and what the kernel log
+	 * names) is the limit rounded down to pages. */
+	err = limit_without_ipc_lock(MEMLOCK_LIMIT + 1000);
+	if (err)
+		return err;
 	pins = pins_outstanding();
 	lck = vmlck_kb();
 	if (lck != 0)
@@ -784,18 +794,15 @@ TEST_F(map, rlimit_memlock)
 	ASSERT_EQ(0, dma_map(self->container, IOVA_BASE, buf, SZ_2M, DMA_RW));
 }
 
-/* RLIMIT_MEMLOCK past 1 GiB: ours charges locked_vm once per GiB a MAP
+/* RLIMIT_MEMLOCK past 1 GiB: ours charges locked_vm once per 64 MiB a MAP
  * pins (and at its end), checking the limit per GUP batch with what it has
  * pinned uncharged; C charges per contiguous chunk. Either way a MAP that
- * passes the limit after the first GiB was charged fails with ENOMEM and
+ * passes the limit after 1 GiB of it was charged fails with ENOMEM and
  * gives all of it back, and one exactly at the limit maps. */
 #define GIB_LIMIT ((1UL << 30) + SZ_2M)
 
 static int gib_child(int c)
 {
-	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct data[2];
-	struct rlimit rl = { .rlim_cur = GIB_LIMIT, .rlim_max = GIB_LIMIT };
 	long pins = pins_outstanding();
 	size_t size = GIB_LIMIT + SZ_2M;
 	uint64_t sz;
@@ -808,11 +815,7 @@ static int gib_child(int c)
 		return 10;
 	madvise(buf, size, MADV_HUGEPAGE);	/* faster to touch and pin */
 	memset(buf, 0x22, size);
-	if (syscall(SYS_capget, &hdr, data))
-		return 1;
-	data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
-	data[CAP_TO_INDEX(CAP_IPC_LOCK)].permitted &= ~CAP_TO_MASK(CAP_IPC_LOCK);
-	if (syscall(SYS_capset, &hdr, data) || setrlimit(RLIMIT_MEMLOCK, &rl))
+	if (limit_without_ipc_lock(GIB_LIMIT))
 		return 2;
 	if (vmlck_kb() != 0)
 		return 3;
