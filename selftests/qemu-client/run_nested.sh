@@ -52,15 +52,9 @@ now() { cut -d' ' -f1 /proc/uptime; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 echo "TAP version 13"
+. ./launch.sh
 # The edu device alone in its group.
-bdf=
-for d in /sys/bus/pci/drivers/vfio-pci/0000:*; do
-	g=$(basename "$(readlink "$d/iommu_group")")
-	[ "$(ls "/sys/kernel/iommu_groups/$g/devices" | wc -l)" = 1 ] || continue
-	bdf=${d##*/}
-	break
-done
-[ -n "$bdf" ] || { echo "Bail out! no edu device alone in its group"; exit 1; }
+find_edu || { echo "Bail out! no edu device alone in its group"; exit 1; }
 echo "# passing $bdf (group $g) to QEMU; backend $VFIO_BACKEND_MODULE"
 
 # The census: every MAP_DMA (cmd 0x3b71) and UNMAP_DMA (0x3b72) on a vfio
@@ -96,27 +90,7 @@ run_case() {
 	serial=/tmp/l2-serial.log
 	: >$serial
 	t0=$(now)
-	case $arch in
-	x86_64)
-		QEMU_MODULE_DIR=$bundle/mod ./lib/ld-linux-x86-64.so.2 --library-path ./lib \
-			./qemu-system-x86_64 -L ./share -M pc -nodefaults -display none \
-			-accel tcg,tb-size=32 "$@" -kernel ./payload.elf \
-			-device "vfio-pci,host=$bdf,romfile=" \
-			-serial "file:$serial" -device isa-debug-exit,iobase=0xf4 -no-reboot \
-			-trace vfio_listener_region_add_ram -trace vfio_listener_region_del \
-			-trace vfio_region_mmap 2>/tmp/qemu.err & ;;
-	*)
-		# highmem=off: ECAM and the PCI window below 4 GiB; GICv2 for
-		# its GICv2m MSI frame (payload-arm64.c).
-		QEMU_MODULE_DIR=$bundle/mod ./lib/ld-linux-aarch64.so.1 --library-path ./lib \
-			./qemu-system-aarch64 -M virt,highmem=off,gic-version=2 -cpu cortex-a57 \
-			-nodefaults -display none -accel tcg,tb-size=32 "$@" -kernel ./payload.elf \
-			-device "vfio-pci,host=$bdf,romfile=" \
-			-serial "file:$serial" -no-reboot \
-			-trace vfio_listener_region_add_ram -trace vfio_listener_region_del \
-			-trace vfio_region_mmap 2>/tmp/qemu.err & ;;
-	esac
-	qpid=$!
+	launch_qemu $serial "$@"
 	# Wait for the payload's verdict (or QEMU's end).
 	verdict=
 	for i in $(seq 1 480); do
