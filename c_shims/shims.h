@@ -13,25 +13,12 @@ struct iommu_domain;
 struct iommu_iotlb_gather;
 struct page;
 
-/* C -> Rust: the backend's callbacks, defined in rust/lib.rs. */
-void *vfio_rs_open(unsigned long arg);
-void vfio_rs_release(void *iommu_data);
-long vfio_rs_ioctl(void *iommu_data, unsigned int cmd, unsigned long arg);
-int vfio_rs_attach_group(void *iommu_data, struct iommu_group *group,
-			 enum vfio_group_type type);
-void vfio_rs_detach_group(void *iommu_data, struct iommu_group *group);
-struct iommu_domain *vfio_rs_group_iommu_domain(void *iommu_data,
-						struct iommu_group *group);
-int vfio_rs_pin_pages(void *iommu_data, struct iommu_group *group,
-		      dma_addr_t user_iova, int npage, int prot,
-		      struct page **pages);
-void vfio_rs_unpin_pages(void *iommu_data, dma_addr_t user_iova, int npage);
-void vfio_rs_register_device(void *iommu_data, struct vfio_device *vdev);
-void vfio_rs_unregister_device(void *iommu_data, struct vfio_device *vdev);
-int vfio_rs_dma_rw(void *iommu_data, dma_addr_t user_iova, void *data,
-		   size_t count, bool write);
+/*
+ * C -> Rust. The backend's callbacks are not here: rust/ops.rs builds the
+ * vfio_iommu_driver_ops table itself.
+ */
 struct seq_file;
-/* Drops vfio core's reference to a released container (c_shims/ops.c). */
+/* Drops vfio core's reference to a released container (c_shims/retire.c). */
 void vfio_rs_container_put(void *iommu_data);
 /* Linux 6.12: the debugfs view's seq_file show, in rust/debugfs.rs. */
 int vfio_rs_containers_show(struct seq_file *m, void *v);
@@ -87,12 +74,10 @@ struct vfio_device *vfio_rs_device_list_next(struct list_head *head,
 					     struct vfio_device *vdev);
 long vfio_rs_pfnmap_lookup(unsigned long vaddr, unsigned long npages,
 			   bool write, unsigned long *pfn);
-int vfio_rs_register(void);
 bool vfio_rs_param_allow_unsafe_interrupts(void);
 bool vfio_rs_param_disable_hugepages(void);
 unsigned int vfio_rs_param_dma_entry_limit(void);
 bool vfio_rs_param_verbose(void);
-void vfio_rs_unregister(void);
 struct vfio_rs_retire;
 struct vfio_rs_retire *vfio_rs_retire_alloc(void);
 void vfio_rs_retire_free(struct vfio_rs_retire *r);

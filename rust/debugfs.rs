@@ -94,9 +94,9 @@ mod kdebugfs {
 /// [`Handle`] unpublishes and frees after the file is gone. Everything that
 /// borrows it runs in between:
 /// - `register`/`unregister` run in vfio core's `open`/`release`, which are
-///   reachable only once `vfio_rs_register()` has run in the module
-///   initializer (after `Handle::new`); `VfioType1Rs::drop` unregisters the
-///   driver before its `Handle` field is dropped, and every container holds
+///   reachable only once `ops::Registration::new` has run in the module
+///   initializer (after `Handle::new`); the registration field drops (and
+///   unregisters the driver) before the `Handle` field, and every container holds
 ///   a reference on this module (vfio core's `try_module_get` on
 ///   `ops->owner`), so no `release` is left when the module exits;
 /// - `vfio_rs_containers_show` runs only while the debugfs file exists, and

@@ -6,7 +6,7 @@
 //! `ioctl` with no lock that `release` waits for, so `release` can run
 //! under an ioctl of ours. Three things keep that safe:
 //!
-//! 1. every ioctl holds its own reference to the container (lib.rs), taken
+//! 1. every ioctl holds its own reference to the container (ops.rs), taken
 //!    before anything else;
 //! 2. `release` tears the container down under its lock and marks it
 //!    released, after which a MAP answers `EINVAL` as vfio core does for a
@@ -16,7 +16,7 @@
 //!    vfio core but not yet taken its reference cannot have passed a
 //!    voluntary context switch, so by then it holds one; two, because vfio
 //!    core clears `iommu_data` only after `release` returns
-//!    (c_shims/ops.c).
+//!    (c_shims/retire.c).
 //!
 //! Module exit waits for every container to be freed ([`Live`]) and for
 //! one more grace period, for the instructions an ioctl runs after its
@@ -95,7 +95,7 @@ impl Drop for Live {
 }
 
 /// Module exit: waits until every container is freed and no ioctl of ours
-/// still runs (c_shims/ops.c).
+/// still runs (c_shims/retire.c).
 pub(crate) fn drain() {
     // SAFETY: called from module exit, after vfio core has dropped every
     // module reference (no new container can be opened).
