@@ -83,10 +83,10 @@ impl Registration {
             dma_rw: Some(vfio_rs_dma_rw),
         };
         let ops = KBox::new(Opaque::new(table), GFP_KERNEL)?;
+        // `owner` keeps this module loaded while a container uses the table
+        // (this function's contract).
         // SAFETY: `ops` is a complete table that stays at this address,
-        // unwritten, until `drop` unregisters it; `owner` keeps this module
-        // loaded while a container uses the table (this function's
-        // contract).
+        // unwritten, until `drop` unregisters it.
         to_result(unsafe { bindings::vfio_register_iommu_driver(ops.get()) })?;
         pr_info!("registered VFIO IOMMU driver vfio-iommu-type1-rs\n");
         // INVARIANT: registered just above.
@@ -101,10 +101,10 @@ impl Drop for Registration {
         // one, and vfio core reads `ops->ioctl` unlocked before it takes it
         // (retire.rs): wait for all of them before the table goes.
         retire::drain();
-        // SAFETY: registered in `new` (type invariant); vfio core's readers
-        // of the table hold its drivers lock, which unregistering takes,
-        // and the unlocked one has finished (above), so the table may be
-        // freed when this returns.
+        // vfio core's other readers of the table hold its drivers lock,
+        // which unregistering takes: the table may go when this returns.
+        // SAFETY: registered in `new` (type invariant); the unlocked
+        // reader has finished (above).
         unsafe { bindings::vfio_unregister_iommu_driver(self.ops.get()) };
         pr_info!("unregistered VFIO IOMMU driver vfio-iommu-type1-rs\n");
     }
