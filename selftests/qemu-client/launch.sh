@@ -1,5 +1,12 @@
 # Sourced by run_nested.sh (the client test) and vmstart.sh (the VM-start
-# bench): find the edu device QEMU gets, and start QEMU with it.
+# bench): find the edu device QEMU gets, start QEMU with it, read counters.
+
+# Per-cpu counter deltas folded first, so the totals are exact.
+vmstat() {
+	echo 1 >/proc/sys/vm/stat_refresh 2>/dev/null
+	awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat
+}
+now() { cut -d' ' -f1 /proc/uptime; }
 
 # The edu device alone in its IOMMU group (vfio-pci bound): sets bdf and g.
 find_edu() {

@@ -43,16 +43,10 @@ n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n $*"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n $*"; }
 check() { d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
-# Per-cpu counter deltas folded first, so the totals are exact.
-vmstat() {
-	echo 1 >/proc/sys/vm/stat_refresh 2>/dev/null
-	awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat
-}
-now() { cut -d' ' -f1 /proc/uptime; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-echo "TAP version 13"
 . ./launch.sh
+echo "TAP version 13"
 # The edu device alone in its group.
 find_edu || { echo "Bail out! no edu device alone in its group"; exit 1; }
 echo "# passing $bdf (group $g) to QEMU; backend $VFIO_BACKEND_MODULE"
